@@ -1,0 +1,43 @@
+"""Shared fixtures: one small LeNet-5 trained on the embedded digits, and its exported bundle.
+
+They go through the public CLI (in-process, so torch is imported once) and are built once per
+test session; areas' tests reuse them instead of training their own models.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_BUNDLE = REPO / "export" / "lenet5-digits"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def run_cli(*args: str) -> int:
+    from edgecnn.cli import main
+
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def digits_ckpt(tmp_path_factory) -> Path:
+    """best.pt of LeNet-5 trained briefly on the embedded digits (real data, ~97% test top-1)."""
+    out = tmp_path_factory.mktemp("lenet5-digits-run")
+    rc = run_cli("train", "lenet5", "--data", "digits", "--epochs", "8", "--out", out, "--seed", "0")
+    assert rc == 0
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_ckpt, tmp_path_factory) -> Path:
+    """A bundle exported from `digits_ckpt`: ONNX + TFLite, fp32 + int8, verified."""
+    out = tmp_path_factory.mktemp("bundles") / "lenet5-digits"
+    rc = run_cli(
+        "export", digits_ckpt, "--formats", "onnx,tflite", "--int8", "--calib", "digits", "--out", out
+    )
+    assert rc == 0
+    return out
