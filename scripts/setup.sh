@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a virtual environment at .venv with edgecnn and everything the demo,
-# the tests and the benchmarks need (host side: torch, onnx, LiteRT tooling, torch-pruning).
+# Idempotent set-up on a fresh Debian/Ubuntu machine with Python >= 3.10 and pip:
+#  1. Debian's real offline datasets used by the tests and benchmarks (when root or sudo works):
+#     dataset-fashion-mnist (Fashion-MNIST IDX files), opencv-doc (digits.png, vtest.avi);
+#  2. a virtual environment at .venv with edgecnn and everything the demo, tests and benchmarks
+#     need (host side: torch, onnx, the LiteRT tooling, torch-pruning).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+
+need_apt=()
+[ -d /usr/share/datasets/fashion-mnist ] || need_apt+=(dataset-fashion-mnist)
+[ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need_apt+=(opencv-doc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "[setup] apt-get install ${need_apt[*]}"
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "[setup] note: Debian packages ${need_apt[*]} are missing and cannot be installed here (no root);"
+    echo "        tests that read their real data will fail: apt-get install ${need_apt[*]}" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
 STAMP=.venv/.edgecnn-installed
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ requirements-lock.txt -nt "$STAMP" ]; then
-  echo "[setup] installing dependencies (torch is large: this takes a few minutes the first time)"
+  echo "[setup] installing dependencies into .venv (torch is large: a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  # torch first, pinned: a plain 'torch' would pull the newest CUDA build.
+  # torch first and pinned: an unpinned 'torch' would pull the newest CUDA build.
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
   .venv/bin/python -m pip install -q -c requirements-lock.txt -e ".[dev]"
   touch "$STAMP"
 fi
+echo "[setup] ready: $(.venv/bin/edgecnn --version)"
