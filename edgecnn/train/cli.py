@@ -1,9 +1,159 @@
-"""Subcommands of the train area (placeholder until the area lands)."""
+"""`edgecnn train`, `edgecnn eval`, `edgecnn models`.
+
+Only argument definitions live here; handlers import torch lazily so that device-side commands
+start without it.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+DATA_HELP = "dataset: digits (embedded), mnist, fashion-mnist, cifar10, or folder:PATH (one subfolder per class)"
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands; handlers import heavy libraries lazily."""
+    """Add train, eval and models."""
+    p = sub.add_parser("train", help="train a model on a dataset",
+                       description="Train a registered model (see `edgecnn models`); writes best.pt, last.pt, "
+                                   "metrics.json and training.png into --out.")
+    p.add_argument("name", metavar="NAME", help="model name, e.g. lenet5, simplecnn, mobilenet_v2")
+    p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
+    p.add_argument("--data-root", help="folder holding the dataset files (IDX .gz for mnist/fashion-mnist, "
+                                       "torchvision layout, download target when online)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: by dataset size, 40 for digits)")
+    p.add_argument("--out", help="run directory (default: runs/NAME-DATA)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (default: per model)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: per model)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help="default: per model (adam for lenet5/simplecnn)")
+    p.add_argument("--weight-decay", type=float, help="default: per model")
+    p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (default 0)")
+    p.add_argument("--img-size", type=_positive_int, help="square input side (default: the model's)")
+    p.add_argument("--width-mult", type=_positive_float, help="channel width multiplier (MobileNets)")
+    p.add_argument("--small-input", action="store_true", help="28-32 px variant of torchvision models")
+    p.add_argument("--pretrained", action="store_true", help="start from torchvision ImageNet weights (needs them)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
+    p.add_argument("--train-limit", type=_positive_int, help="train on a seeded random subset of N images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", nargs="?", const="", metavar="LAST_PT",
+                   help="continue an interrupted run from its last.pt (default: OUT/last.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split",
+                       description="Top-1/top-5 and per-class accuracy of a checkpoint, inputs preprocessed "
+                                   "exactly as on the device; writes a confusion-matrix PNG.")
+    p.add_argument("checkpoint", metavar="CKPT", help="a .pt checkpoint written by edgecnn train/prune")
+    p.add_argument("--data", help=DATA_HELP + " (default: the checkpoint's dataset)")
+    p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--out", help="folder for the confusion matrix PNG (default: next to the checkpoint)")
+    p.add_argument("--limit", type=_positive_int, help="evaluate a seeded random subset of N images")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("models", help="list the model architectures",
+                       description="Registered models with parameter count and multiply-accumulates per image.")
+    p.add_argument("--classes", type=_positive_int, default=10, help="classifier size for the counts (default 10)")
+    p.set_defaults(func=_models)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    resume = None
+    if args.resume is not None:
+        resume = args.resume or str(Path(args.out or f"runs/{args.name}-{args.data.replace(':', '-')}") / "last.pt")
+    train(
+        args.name, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+        label_smoothing=args.label_smoothing, img_size=args.img_size, width_mult=args.width_mult,
+        small_input=args.small_input, pretrained=args.pretrained, seed=args.seed, resume=resume,
+        device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
+        train_limit=args.train_limit, overwrite=args.overwrite,
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ..data import load_dataset
+    from ..errors import EdgeCNNError
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate, save_confusion_png
+    from .trainer import resolve_device
+
+    model, ckpt = load_checkpoint(args.checkpoint)
+    data = args.data or ckpt.get("dataset")
+    if not data:
+        raise EdgeCNNError("the checkpoint does not name its dataset; pass --data")
+    ds = load_dataset(data, args.data_root)
+    if len(ds.classes) != len(ckpt["classes"]):
+        raise EdgeCNNError(f"dataset '{ds.name}' has {len(ds.classes)} classes but the checkpoint was trained "
+                           f"on {len(ckpt['classes'])} ({ckpt.get('dataset')})")
+    if ds.channels != ckpt["input"]["channels"]:
+        raise EdgeCNNError(f"dataset '{ds.name}' has {ds.channels}-channel images, the checkpoint expects "
+                           f"{ckpt['input']['channels']}")
+    m = evaluate(model, ds, args.split, ckpt["input"], batch_size=args.batch_size,
+                 device=resolve_device(args.device), limit=args.limit)
+    if m["n"] == 0:
+        raise EdgeCNNError(f"split '{args.split}' of '{ds.name}' is empty")
+    out_dir = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent
+    stem = Path(args.checkpoint).stem
+    png = save_confusion_png(m, ds.classes, out_dir / f"{stem}.confusion.{args.split}.png",
+                             title=f"{ckpt['model']['name']} on {ds.name}/{args.split}: top-1 {m['top1']:.4f}")
+    if args.json:
+        print(json.dumps({**m, "confusion_png": str(png)}, indent=2))
+        return 0
+    print(f"{ckpt['model']['name']} on {ds.name}/{args.split} ({m['n']} images)")
+    print(f"top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  loss {m['loss']:.4f}")
+    print("per-class accuracy:")
+    width = max(len(c) for c in ds.classes)
+    for c, acc in m["per_class"].items():
+        print(f"  {c:<{width}}  {'-' if acc is None else f'{acc:.4f}'}")
+    print(f"confusion matrix: {png}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from ..models import MODELS, build_model, count_macs, count_params, input_size_for
+
+    rows = []
+    for name, spec in MODELS.items():
+        channels = 1 if name == "lenet5" else 3
+        size = input_size_for(name)
+        model = build_model(name, args.classes, channels)
+        row = [name, f"{channels}x{size}x{size}", f"{count_params(model):,}",
+               f"{count_macs(model, (channels, size, size)) / 1e6:,.2f}M"]
+        if "small_input" in spec.options:
+            small = build_model(name, args.classes, channels, small_input=True)
+            row.append(f"{count_macs(small, (channels, 32, 32)) / 1e6:,.2f}M")
+        else:
+            row.append("-")
+        rows.append([*row, spec.description])
+    head = ["model", "input", "params", "MACs", "MACs --small-input 32px", "description"]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(str(v).ljust(w) if i in (0, 1, 5) else str(v).rjust(w)
+                        for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+    return 0

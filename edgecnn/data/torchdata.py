@@ -1,0 +1,67 @@
+"""torch Datasets over `edgecnn.data.Dataset` splits (host side, needs torch + torchvision).
+
+Every item is first turned into the model input by `edgecnn.preprocess.preprocess`, the exact
+numpy function the device runtime uses; training augmentation (torchvision transforms v2) is
+applied on top of that tensor, so evaluation sees precisely what a deployed model will see.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torchvision.transforms import v2
+
+from ..preprocess import preprocess
+from .datasets import Dataset
+
+# Preprocessed splits up to this size are computed once and kept in memory (small images);
+# bigger ones (e.g. a folder of photos at 224 px) are preprocessed item by item.
+CACHE_LIMIT_BYTES = 1 << 30
+
+
+def train_augmentation(ds: Dataset, input_spec: dict) -> v2.Transform:
+    """The standard augmentation for this kind of data, on a normalized CHW float tensor.
+
+    Natural images: random crop with padding + horizontal flip. Digits, MNIST-like and other
+    non-natural images: a small random affine (flipping a '2' or a shoe's text is not the same class).
+    Padding is filled with the normalized value of a black pixel, as the pixel-space transform would.
+    """
+    fill = [float(-m / s) for m, s in zip(input_spec["mean"], input_spec["std"])]
+    if ds.natural:
+        pad = max(1, round(input_spec["height"] / 8))  # 4 px at 32 px, the CIFAR convention
+        return v2.Compose([
+            v2.RandomCrop((input_spec["height"], input_spec["width"]), padding=pad, fill=fill),
+            v2.RandomHorizontalFlip(),
+        ])
+    return v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1), fill=fill)
+
+
+class PreprocessedSplit(TorchDataset):
+    """One split of a Dataset as (float32 CHW tensor, int64 label) pairs, optionally augmented."""
+
+    def __init__(self, ds: Dataset, split: str, input_spec: dict, *, augment: bool = False,
+                 indices: np.ndarray | None = None):
+        images, labels = ds.split(split)
+        self.images = images
+        self.indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
+        self.labels = torch.as_tensor(np.asarray(labels)[self.indices], dtype=torch.int64)
+        self.spec = input_spec
+        self.transform = train_augmentation(ds, input_spec) if augment else None
+        item_bytes = 4 * input_spec["channels"] * input_spec["height"] * input_spec["width"]
+        self.cache: torch.Tensor | None = None
+        if len(self.indices) * item_bytes <= CACHE_LIMIT_BYTES:
+            self.cache = torch.from_numpy(np.stack([self._preprocess(i) for i in self.indices])) \
+                if len(self.indices) else torch.zeros(0)
+
+    def _preprocess(self, index: int) -> np.ndarray:
+        return preprocess(self.images[int(index)], self.spec, color_order="RGB")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.cache[i] if self.cache is not None else torch.from_numpy(self._preprocess(self.indices[i]))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[i]

@@ -1,0 +1,114 @@
+"""Evaluation of a classifier on a dataset split: top-1/top-5, per-class accuracy, confusion matrix.
+
+The inputs are made by `edgecnn.preprocess.preprocess` (through `PreprocessedSplit`), the same
+function the device runtime uses, so these numbers are the ones a deployed model should reproduce.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data import Dataset
+from ..data.torchdata import PreprocessedSplit
+from ..utils import atomic_write_bytes
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: PreprocessedSplit, *, batch_size: int = 256,
+                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 logits [N, classes] on CPU, int64 labels [N]) for every item of a split."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    try:
+        for x, y in DataLoader(split, batch_size=batch_size, shuffle=False):
+            logits.append(model(x.to(device)).float().cpu())
+            labels.append(y)
+    finally:
+        model.train(was_training)
+    if not logits:
+        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    """top1, top5 (top-k with k = min(5, classes)), loss, per_class accuracy, confusion [true][pred], n."""
+    n, k = len(labels), len(classes)
+    if n == 0:
+        return {"n": 0, "top1": None, "top5": None, "loss": None, "per_class": {}, "confusion": []}
+    loss = float(nn.functional.cross_entropy(logits, labels))
+    topk = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    pred = topk[:, 0]
+    confusion = torch.zeros(k, k, dtype=torch.int64)
+    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    per_class_n = confusion.sum(dim=1)
+    per_class = {
+        name: (float(confusion[i, i] / per_class_n[i]) if per_class_n[i] else None)
+        for i, name in enumerate(classes)
+    }
+    return {
+        "n": n,
+        "top1": float((pred == labels).float().mean()),
+        "top5": float((topk == labels[:, None]).any(dim=1).float().mean()),
+        "loss": loss,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate(model: nn.Module, dataset: Dataset, split: str, input_spec: dict, *, batch_size: int = 256,
+             device: str | torch.device = "cpu", limit: int | None = None) -> dict:
+    """Metrics of `model` on `dataset[split]`, inputs preprocessed exactly as on the device.
+
+    Returns {"n", "top1", "top5", "loss", "per_class": {class: acc}, "confusion": [[...]]};
+    `limit` evaluates a seeded random subset of that size.
+    """
+    indices = None
+    if limit is not None:
+        n = len(dataset.split(split)[1])
+        if limit < n:
+            indices = np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
+    data = PreprocessedSplit(dataset, split, input_spec, indices=indices)
+    model = model.to(device)
+    logits, labels = predict_logits(model, data, batch_size=batch_size, device=device)
+    return metrics_from_logits(logits, labels, dataset.classes)
+
+
+def save_confusion_png(metrics: dict, classes: list[str], path: str | os.PathLike, title: str = "") -> Path:
+    """Plot the confusion matrix (row-normalized colours, counts written in cells) to a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(metrics["confusion"], dtype=np.int64)
+    k = len(classes)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    side = min(14, 3 + 0.45 * k)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), labels=classes, rotation=90 if k > 10 else 0)
+    ax.set_yticks(range(k), labels=classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title or f"top-1 {metrics['top1']:.4f} on {metrics['n']} images")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

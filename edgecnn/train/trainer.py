@@ -1,0 +1,464 @@
+"""Training: a reusable loop (`fit`) and the `edgecnn train` run around it (`train`).
+
+`fit` is the plain function other areas call (pruning fine-tune, QAT):
+
+    history = fit(model, dataset, input_spec, epochs=3, lr=1e-3, optimizer="adam")
+
+It trains `model` in place on `dataset["train"]` (augmented, see `edgecnn.data.torchdata`) and
+measures `dataset["val"]` after each epoch. Each epoch reseeds torch's RNG from (seed, epoch,
+rank), so a run resumed from the state handed to `on_epoch` continues exactly as if never stopped.
+Under `torchrun` (WORLD_SIZE > 1) it trains with DistributedDataParallel (gloo on CPU, nccl on
+GPU); on a GPU it uses automatic mixed precision.
+
+`train` is `edgecnn train`: it builds the model from the registry, runs `fit`, and writes
+`best.pt`/`last.pt` (atomically, every epoch), `metrics.json` and `training.png` into `out`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from ..data import Dataset, default_input_spec, load_dataset
+from ..data.torchdata import PreprocessedSplit
+from ..errors import EdgeCNNError
+from ..models import build_model, get_spec, input_size_for
+from ..utils import atomic_write_bytes, atomic_write_json
+from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from .evaluate import metrics_from_logits, predict_logits
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("onecycle", "cosine")
+
+# Per-architecture defaults a user gets without flags (measured on this project's bars).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lenet5": {"optimizer": "adam", "lr": 3e-3, "batch_size": 64, "weight_decay": 1e-4},
+    "simplecnn": {"optimizer": "adam", "lr": 2e-3, "batch_size": 64, "weight_decay": 1e-4},
+}
+TORCHVISION_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.1, "batch_size": 128, "weight_decay": 5e-4}
+
+
+def default_hyperparameters(model_name: str, pretrained: bool = False) -> dict[str, Any]:
+    d = dict(MODEL_DEFAULTS.get(model_name, TORCHVISION_DEFAULTS))
+    if pretrained:
+        d["lr"] = d["lr"] / 10  # fine-tuning: do not wreck the pretrained features
+    return d
+
+
+def default_epochs(num_train: int) -> int:
+    """Small datasets need more passes: 40 for the 3,600 digits, 15 for 55k Fashion-MNIST images."""
+    if num_train <= 10_000:
+        return 40
+    if num_train <= 100_000:
+        return 15
+    return 8
+
+
+# ---------------------------------------------------------------------------------------------
+# devices and torchrun
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> the GPU when there is one, else the CPU. Under torchrun each rank takes its LOCAL_RANK GPU."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise EdgeCNNError(f"--device must be auto, cpu or cuda, got '{device}'")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EdgeCNNError("--device cuda asked for, but torch sees no CUDA GPU here")
+        if device == "cuda" and "LOCAL_RANK" in os.environ:
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return torch.device(device)
+
+
+def setup_distributed(device: torch.device) -> bool:
+    """Join the torchrun process group when launched under torchrun; True if this call started it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class EpochEnd:
+    """What `on_epoch` receives after each epoch (on the main process only)."""
+
+    epoch: int  # 1-based, counting resumed epochs
+    metrics: dict  # this epoch's row of the history
+    history: list[dict]
+    is_best: bool  # best val_acc so far
+    model: nn.Module  # the bare model (not the DDP wrapper)
+    resume_state: dict = field(repr=False)  # pass as fit(resume=...) to continue after this epoch
+
+
+def _make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    raise EdgeCNNError(f"unknown optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+def _make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps: int,
+                   last_step: int = -1) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per batch. `last_step` >= 0 re-plans a resumed run whose epoch count changed."""
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.25,
+                                                   last_epoch=last_step)
+    if name == "cosine":
+        if last_step < 0:
+            for g in opt.param_groups:
+                g.setdefault("initial_lr", g["lr"])
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, last_epoch=last_step)
+    raise EdgeCNNError(f"unknown schedule '{name}'; choose one of: {', '.join(SCHEDULES)}")
+
+
+def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr: float = 1e-3,
+        optimizer: str = "adam", batch_size: int = 64, weight_decay: float = 0.0,
+        label_smoothing: float = 0.0, schedule: str = "onecycle", seed: int = 0,
+        device: str | torch.device = "auto", augment: bool = True, workers: int = 0,
+        train_limit: int | None = None, amp: bool = True, resume: dict | None = None,
+        on_epoch: Callable[[EpochEnd], None] | None = None, progress: bool = True,
+        set_train_mode: Callable[[nn.Module, bool], Any] | None = None) -> list[dict]:
+    """Train `model` in place; return the per-epoch history.
+
+    Args:
+        model: any classifier nn.Module producing logits [N, len(dataset.classes)].
+        dataset: an `edgecnn.data.Dataset`; trains on its "train" split, validates on "val" (if any).
+        input_spec: the manifest `input` block (see `edgecnn.data.default_input_spec`) that defines
+            preprocessing; the model is trained on exactly what the device will feed it.
+        epochs: total epochs, including those already done when resuming.
+        lr: peak learning rate (one-cycle) or initial one (cosine).
+        optimizer: "adam" (AdamW, decoupled weight decay) or "sgd" (Nesterov momentum 0.9).
+        schedule: "onecycle" or "cosine", both stepped per batch.
+        label_smoothing: cross-entropy label smoothing (0 disables).
+        seed: seeds initial shuffling/augmentation; each epoch reseeds from (seed, epoch, rank).
+        device: "auto" | "cpu" | "cuda"; AMP (float16 autocast + GradScaler) is used on CUDA when `amp`.
+        augment: standard augmentation for the data kind (small affine, or crop+flip for natural images).
+        workers: DataLoader worker processes (0 = in the main process).
+        train_limit: train on a seeded random subset of this many training images.
+        resume: an `EpochEnd.resume_state` (e.g. a checkpoint's "resume" block) to continue from.
+        on_epoch: called after each epoch on the main process (checkpointing, logging, early stop by
+            raising). Its `EpochEnd.resume_state` holds optimizer, schedule and history.
+        set_train_mode: how to switch the model between train/eval (default: `model.train(flag)`);
+            torch.export-ed graphs (QAT) need their own (torchao's move_exported_model_to_train/eval).
+
+    Returns:
+        list of per-epoch dicts: epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5, seconds.
+    """
+    if epochs < 1:
+        raise EdgeCNNError(f"epochs must be >= 1, got {epochs}")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    setup_distributed(dev)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    mode = set_train_mode or (lambda m, flag: m.train(flag))
+
+    torch.manual_seed(seed)
+    indices = None
+    n_train = len(dataset.split("train")[1])
+    if train_limit is not None and train_limit < n_train:
+        indices = np.sort(np.random.default_rng(seed).choice(n_train, size=train_limit, replace=False))
+    train_data = PreprocessedSplit(dataset, "train", input_spec, augment=augment, indices=indices)
+    if len(train_data) == 0:
+        raise EdgeCNNError(f"dataset '{dataset.name}' has no training images")
+    has_val = "val" in dataset.splits and len(dataset.split("val")[1]) > 0
+    val_data = PreprocessedSplit(dataset, "val", input_spec) if has_val else None
+
+    model = model.to(dev)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    use_amp = amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    sampler_seed_gen = torch.Generator()
+    per_rank = math.ceil(len(train_data) / world)
+    steps_per_epoch = math.ceil(per_rank / batch_size)
+    total_steps = epochs * steps_per_epoch
+    opt = _make_optimizer(model, optimizer, lr, weight_decay)
+
+    start_epoch, history, best_val = 0, [], -1.0
+    if resume:
+        opt.load_state_dict(resume["optimizer"])
+        start_epoch = int(resume["epoch"])
+        history = list(resume.get("history", []))
+        best_val = float(resume.get("best_val", -1.0))
+        if use_amp and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        if resume.get("total_steps") == total_steps:
+            sched = _make_schedule(opt, schedule, lr, total_steps)
+            sched.load_state_dict(resume["scheduler"])
+        else:  # more (or fewer) epochs than planned: re-plan the schedule from where training stopped
+            done = min(start_epoch * steps_per_epoch, total_steps - 1)
+            sched = _make_schedule(opt, schedule, lr, total_steps, last_step=done - 1 if done else -1)
+    else:
+        sched = _make_schedule(opt, schedule, lr, total_steps)
+    if start_epoch >= epochs:
+        raise EdgeCNNError(f"already trained {start_epoch} epochs; ask for more with --epochs (> {start_epoch})")
+
+    for epoch in range(start_epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        # Reseeding per epoch makes augmentation, dropout and shuffling a function of (seed, epoch):
+        # a resumed run sees the same epochs as an uninterrupted one.
+        epoch_seed = seed * 1_000_003 + epoch * 7919 + rank
+        torch.manual_seed(epoch_seed)
+        if world > 1:
+            sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(train_data, generator=sampler_seed_gen.manual_seed(epoch_seed))
+        loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                            pin_memory=dev.type == "cuda", persistent_workers=False)
+        mode(net, True)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = torch.zeros((), dtype=torch.int64)
+        seen = torch.zeros((), dtype=torch.int64)
+        bar = _progress(loader, f"epoch {epoch}/{epochs}", enabled=progress and rank == 0)
+        for x, y in bar:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+                out = net(x)
+                loss = criterion(out, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += loss.detach().double().cpu() * len(y)
+            correct += (out.detach().argmax(1) == y).sum().cpu()
+            seen += len(y)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum.item() / seen.item():.4f}", refresh=False)
+        if world > 1:  # sum the per-rank counts so every rank logs the global train metrics
+            stats = torch.stack([loss_sum, correct.double(), seen.double()]).to(dev)
+            dist.all_reduce(stats)
+            loss_sum, correct, seen = stats[0].cpu(), stats[1].cpu(), stats[2].cpu()
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": float(opt.param_groups[0]["lr"]),
+            "train_loss": float(loss_sum / seen),
+            "train_acc": float(correct / seen),
+            "val_loss": None,
+            "val_acc": None,
+            "val_top5": None,
+        }
+        if val_data is not None:
+            mode(model, False)
+            logits, labels = predict_logits(model, val_data, device=dev)
+            m = metrics_from_logits(logits, labels, dataset.classes)
+            row.update(val_loss=m["loss"], val_acc=m["top1"], val_top5=m["top5"])
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        history.append(row)
+        score = row["val_acc"] if row["val_acc"] is not None else row["train_acc"]
+        is_best = score > best_val
+        best_val = max(best_val, score)
+        if rank == 0:
+            val = f"val_acc {row['val_acc']:.4f}" if row["val_acc"] is not None else "no val split"
+            print(f"epoch {epoch}/{epochs}  train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
+                  f"{val}  lr {row['lr']:.2e}  {row['seconds']:.1f}s{'  *' if is_best else ''}", flush=True)
+        if on_epoch is not None and rank == 0:
+            state = {
+                "epoch": epoch,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if use_amp else None,
+                "total_steps": total_steps,
+                "history": [dict(r) for r in history],
+                "best_val": best_val,
+                "seed": seed,
+            }
+            on_epoch(EpochEnd(epoch, row, history, is_best, model, state))
+    mode(model, False)
+    return history
+
+
+def _progress(loader: DataLoader, desc: str, enabled: bool):
+    if not enabled:
+        return loader
+    from tqdm import tqdm
+
+    # leave=False: the one-line epoch summary printed afterwards is the record.
+    return tqdm(loader, desc=desc, leave=False, disable=None, file=sys.stderr, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# `edgecnn train`
+
+
+def save_training_plot(history: list[dict], path: str | os.PathLike, title: str = "") -> None:
+    """Loss and accuracy curves per epoch (train and val) as a PNG, written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [r["train_loss"] for r in history], label="train")
+    a2.plot(ep, [r["train_acc"] for r in history], label="train")
+    if any(r["val_acc"] is not None for r in history):
+        a1.plot(ep, [r["val_loss"] for r in history], label="val")
+        a2.plot(ep, [r["val_acc"] for r in history], label="val")
+    a1.set(xlabel="epoch", ylabel="loss", title="loss")
+    a2.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train(name: str, data: str = "digits", out: str | os.PathLike | None = None, *, epochs: int | None = None,
+          batch_size: int | None = None, lr: float | None = None, optimizer: str | None = None,
+          weight_decay: float | None = None, schedule: str = "onecycle", label_smoothing: float = 0.0,
+          img_size: int | None = None, width_mult: float | None = None, small_input: bool = False,
+          pretrained: bool = False, seed: int = 0, resume: str | os.PathLike | None = None,
+          device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool = True,
+          train_limit: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Train a registry model on a named dataset and write a run directory; returns best.pt's path.
+
+    `resume` is a last.pt path: the run continues with that run's settings (only `epochs`,
+    `device` and `workers` may change).
+    """
+    out = Path(out or f"runs/{name}-{data.replace(':', '-').replace('/', '-')}")
+    resume_ckpt = None
+    if resume is not None:
+        resume_ckpt = read_checkpoint(resume)
+        if not resume_ckpt.get("resume"):
+            raise EdgeCNNError(f"{resume}: has no resume state (use the run's last.pt, not best.pt)")
+        saved = resume_ckpt.get("train_args") or {}
+        if saved.get("model", resume_ckpt["model"]["name"]) != name:
+            raise EdgeCNNError(f"{resume}: is a '{resume_ckpt['model']['name']}' run, not '{name}'")
+        # The run's own settings win; only the length, device and workers may change on resume.
+        args = dict(saved)
+        args.update(epochs=epochs or saved.get("epochs"), device=device, workers=workers)
+    else:
+        get_spec(name)  # unknown model -> one clear error before loading any data
+        if (out / "last.pt").exists() and not overwrite:
+            raise EdgeCNNError(f"{out} already holds a run (last.pt); continue it with --resume, "
+                               "or pass --overwrite / another --out")
+        hp = default_hyperparameters(name, pretrained)
+        args = {
+            "model": name, "data": data, "data_root": data_root, "epochs": epochs,
+            "batch_size": batch_size or hp["batch_size"], "lr": lr or hp["lr"],
+            "optimizer": optimizer or hp["optimizer"],
+            "weight_decay": hp["weight_decay"] if weight_decay is None else weight_decay,
+            "schedule": schedule, "label_smoothing": label_smoothing, "img_size": img_size,
+            "width_mult": width_mult, "small_input": small_input, "pretrained": pretrained, "seed": seed,
+            "device": device, "workers": workers, "augment": augment, "train_limit": train_limit,
+        }
+    if args["optimizer"] not in OPTIMIZERS:
+        raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
+    if args["schedule"] not in SCHEDULES:
+        raise EdgeCNNError(f"unknown schedule '{args['schedule']}'; choose one of: {', '.join(SCHEDULES)}")
+    if not 0.0 <= args["label_smoothing"] < 1.0:
+        raise EdgeCNNError(f"--label-smoothing must be in [0, 1), got {args['label_smoothing']}")
+
+    ds = load_dataset(args["data"], args["data_root"])
+    n_train = len(ds.split("train")[1])
+    if args["epochs"] is None:
+        args["epochs"] = default_epochs(min(n_train, args["train_limit"] or n_train))
+    size = input_size_for(name, small_input=args["small_input"], img_size=args["img_size"])
+    input_spec = default_input_spec(ds, size, resize="center_crop" if ds.name.startswith("folder:") else "stretch")
+    options = {"width_mult": args["width_mult"], "small_input": args["small_input"] or None,
+               "pretrained": args["pretrained"] or None}
+    options = {k: v for k, v in options.items() if v is not None}
+    model = build_model(name, len(ds.classes), ds.channels, **options)
+    if resume_ckpt is not None:
+        model.load_state_dict(resume_ckpt["state_dict"])
+
+    dev = resolve_device(args["device"])
+    started_group = setup_distributed(dev)
+    main = is_main_process()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"training {name} on {ds.name}: {n_train} train / {len(ds.split('val')[1]) if 'val' in ds.splits else 0} "
+              f"val images, {len(ds.classes)} classes, input {ds.channels}x{size}x{size}, {args['epochs']} epochs, "
+              f"{args['optimizer']} lr {args['lr']:g} {args['schedule']}, batch {args['batch_size']}, device {dev}"
+              + (f" x{dist.get_world_size()} processes" if dist.is_initialized() else ""), flush=True)
+
+    def checkpoint(model: nn.Module, epoch: int, metrics: dict, resume_state: dict | None = None) -> dict:
+        return make_checkpoint(model, name=name, num_classes=len(ds.classes), in_channels=ds.channels,
+                               options=options, classes=ds.classes, input_spec=input_spec, dataset=ds.name,
+                               epoch=epoch, metrics=metrics, train_args=args, resume=resume_state)
+
+    def record(run: dict) -> None:
+        atomic_write_json(out / "metrics.json", run)
+        save_training_plot(run["history"], out / "training.png", title=f"{name} on {ds.name}")
+
+    def on_epoch(e: EpochEnd) -> None:
+        metrics = {k: v for k, v in e.metrics.items() if k != "epoch"}
+        if e.is_best:
+            save_checkpoint(checkpoint(e.model, e.epoch, metrics), out / "best.pt")
+        save_checkpoint(checkpoint(e.model, e.epoch, metrics, e.resume_state), out / "last.pt")
+        record({"model": name, "dataset": ds.name, "train_args": args, "history": e.history})
+
+    t0 = time.perf_counter()
+    try:
+        history = fit(model, ds, input_spec, epochs=args["epochs"], lr=args["lr"], optimizer=args["optimizer"],
+                      batch_size=args["batch_size"], weight_decay=args["weight_decay"],
+                      label_smoothing=args["label_smoothing"], schedule=args["schedule"], seed=args["seed"],
+                      device=dev, augment=args["augment"], workers=args["workers"],
+                      train_limit=args["train_limit"], resume=resume_ckpt["resume"] if resume_ckpt else None,
+                      on_epoch=on_epoch, progress=progress)
+        seconds = time.perf_counter() - t0
+        if main:
+            _finish(out, ds, input_spec, history, seconds, args, name, dev, record)
+    finally:
+        if started_group:
+            dist.barrier()
+            dist.destroy_process_group()
+    return out / "best.pt"
+
+
+def _finish(out: Path, ds: Dataset, input_spec: dict, history: list[dict], seconds: float, args: dict,
+            name: str, dev: torch.device, record: Callable[[dict], None]) -> None:
+    """Measure the test split with the best weights; store it in best.pt and metrics.json."""
+    from .checkpoint import model_from_checkpoint
+    from .evaluate import evaluate
+
+    best = read_checkpoint(out / "best.pt")
+    model = model_from_checkpoint(best)
+    summary: dict[str, Any] = {"model": name, "dataset": ds.name, "train_args": args, "history": history,
+                               "best_epoch": best["epoch"], "train_seconds": round(seconds, 2)}
+    if "test" in ds.splits and len(ds.split("test")[1]):
+        test = evaluate(model, ds, "test", input_spec, device=dev)
+        best["metrics"].update(test_acc=test["top1"], test_top5=test["top5"], test_loss=test["loss"])
+        save_checkpoint(best, out / "best.pt")
+        summary["test"] = {k: test[k] for k in ("n", "top1", "top5", "loss", "per_class")}
+        print(f"best epoch {best['epoch']}: val_acc {best['metrics'].get('val_acc')}  "
+              f"test top-1 {test['top1']:.4f}  top-5 {test['top5']:.4f} ({test['n']} images)  "
+              f"trained in {seconds:.1f}s", flush=True)
+    record(summary)
+    print(f"wrote {out / 'best.pt'}, {out / 'last.pt'}, {out / 'metrics.json'}, {out / 'training.png'}", flush=True)
