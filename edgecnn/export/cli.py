@@ -1,9 +1,103 @@
-"""Subcommands of the export area (placeholder until the area lands)."""
+"""`edgecnn export`, `edgecnn verify`, `edgecnn build-engine`. Heavy imports happen in the handlers."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's subcommands; handlers import heavy libraries lazily."""
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to a verified bundle (ONNX, TFLite, TensorRT-ready)",
+        description="Export a checkpoint to a bundle directory: model files, manifest.json, labels.txt, "
+        "REPORT.md. Every artifact is verified against PyTorch on the checkpoint's test split.",
+    )
+    p.add_argument("checkpoint", help="edgecnn checkpoint (.pt) from `edgecnn train` or `edgecnn prune`")
+    p.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, tflite, tensorrt (default: onnx,tflite)")
+    p.add_argument("--fp16", action="store_true", help="also write fp16 artifacts")
+    p.add_argument("--int8", action="store_true", help="also write int8 artifacts (needs --calib)")
+    p.add_argument("--calib", metavar="DATA", help="dataset whose training split calibrates int8 (e.g. digits)")
+    p.add_argument("--calib-size", type=int, default=200, metavar="N", help="calibration images (default 200)")
+    p.add_argument("--data-root", help="where datasets live (for datasets that are not embedded)")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
+                   help="fail if an artifact loses more top-1 accuracy points than this (default 1.0)")
+    p.add_argument("--verify-samples", type=int, metavar="N", help="verify on N test images (default: all)")
+    p.add_argument("--out", help="bundle directory (default: export/<model>-<dataset>)")
+    p.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
+    p.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
+    p.set_defaults(func=_export)
+
+    v = sub.add_parser(
+        "verify",
+        help="re-verify a bundle: integrity, agreement with PyTorch, accuracy",
+        description="Check sha256s, then run every artifact on real data. With the source checkpoint (found "
+        "via the manifest or --checkpoint) and torch, compares logits with PyTorch; otherwise accuracy only.",
+    )
+    v.add_argument("bundle", help="bundle directory")
+    v.add_argument("--data", help="dataset to verify on (default: the one in the manifest)")
+    v.add_argument("--data-root", help="where datasets live")
+    v.add_argument("--checkpoint", help="source checkpoint (default: the path in the manifest, if unchanged)")
+    v.add_argument("--samples", type=int, metavar="N", help="verify on N test images (default: all)")
+    v.add_argument("--max-drop", type=float, default=1.0, metavar="PTS", help="fail above this drop (default 1.0)")
+    v.add_argument("--write", action="store_true", help="record the new numbers in manifest.json and REPORT.md")
+    v.set_defaults(func=_verify)
+
+    b = sub.add_parser(
+        "build-engine",
+        help="build (and cache) a TensorRT engine from a bundle's ONNX, on the device",
+        description="Build a TensorRT engine with the tensorrt Python API (or tensorrt_rtx), cached with a "
+        "timing cache under BUNDLE/engines/. int8 uses the bundle's QDQ ONNX (export with --int8).",
+    )
+    b.add_argument("bundle", help="bundle directory")
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--fp16", action="store_true", help="allow fp16 kernels")
+    g.add_argument("--int8", action="store_true", help="int8 from the QDQ ONNX (model.int8.onnx)")
+    b.add_argument("--workspace", type=int, default=512, metavar="MB", help="builder workspace (default 512 MB)")
+    b.add_argument("--max-batch", type=int, default=1, metavar="N", help="largest batch the engine accepts")
+    b.add_argument("--rebuild", action="store_true", help="ignore a cached engine")
+    b.set_defaults(func=_build_engine)
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .api import export_bundle
+
+    export_bundle(
+        args.checkpoint,
+        args.formats,
+        fp16=args.fp16,
+        int8=args.int8,
+        calib=args.calib,
+        calib_size=args.calib_size,
+        data_root=args.data_root,
+        max_drop=args.max_drop,
+        out=args.out,
+        name=args.name,
+        force=args.force,
+        verify_samples=args.verify_samples,
+        log=_log,
+    )
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify_bundle
+
+    verify_bundle(args.bundle, data=args.data, data_root=args.data_root, checkpoint=args.checkpoint,
+                  samples=args.samples, max_drop=args.max_drop, write=args.write, log=_log)
+    return 0
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    from .tensorrt import build_engine
+
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    path = build_engine(args.bundle, precision, workspace_mb=args.workspace, max_batch=args.max_batch,
+                        rebuild=args.rebuild, log=_log)
+    print(path, file=sys.stdout)
+    return 0

@@ -1,0 +1,282 @@
+"""`export_bundle`: checkpoint -> verified bundle directory (the Python face of `edgecnn export`).
+
+Everything is built in a staging directory next to the output and moved into place only when
+every artifact has been written and verified, so a failure (or Ctrl-C) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..bundle import MANIFEST, SCHEMA, Artifact, artifact_record, write_manifest
+from ..data import load_dataset, preprocessed
+from ..errors import EdgeCNNError
+from ..utils import atomic_write_bytes, sha256_file, staged_directory
+
+FORMATS = ("onnx", "tflite", "tensorrt")
+DEFAULT_CALIB_SIZE = 200
+SAMPLES_PER_CLASS = 2
+TOOLS = ("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim", "onnxscript", "litert-torch", "ai-edge-litert",
+         "torchao", "numpy")
+
+
+def parse_formats(formats: str | Iterable[str]) -> list[str]:
+    """'onnx,tflite' -> ['onnx', 'tflite']; an unknown name is one clear error."""
+    names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)]
+    names = [n for n in names if n]
+    if not names:
+        raise EdgeCNNError(f"no export format given; choose from {', '.join(FORMATS)}")
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise EdgeCNNError(f"unknown export format '{unknown[0]}'; choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for name in TOOLS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _check_out_dir(out: Path, source_sha: str, force: bool, log: Callable[[str], None]) -> None:
+    """Refuse to replace anything but a bundle of the same checkpoint unless --force."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise EdgeCNNError(f"--out {out} exists and is not a directory")
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+            old_sha = (old.get("source") or {}).get("sha256")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            old_sha = None
+        if old_sha == source_sha:
+            log(f"replacing the bundle in {out} (exported earlier from the same checkpoint)")
+            return
+        if force:
+            log(f"--force: replacing the bundle in {out}, which came from a different checkpoint")
+            return
+        raise EdgeCNNError(
+            f"{out} already holds a bundle exported from a different checkpoint; use --force to replace it "
+            "or choose another --out"
+        )
+    if any(out.iterdir()):
+        if force:
+            log(f"--force: replacing the non-empty directory {out}")
+            return
+        raise EdgeCNNError(f"{out} exists, is not empty and is not an edgecnn bundle; use --force or another --out")
+
+
+def _load_data(name: str, data_root: str | None):
+    return load_dataset(name, data_root) if data_root else load_dataset(name)
+
+
+def _write_samples(stage: Path, ds, classes: list[str], per_class: int) -> list[dict]:
+    """A few real held-out test images as PNG, so a device can check itself without a dataset."""
+    import cv2
+
+    images, labels = ds.split("test")
+    labels = np.asarray(labels)
+    (stage / "samples").mkdir()
+    records = []
+    for c, name in enumerate(classes):
+        for i, idx in enumerate(np.flatnonzero(labels == c)[:per_class]):
+            img = np.asarray(images[idx])
+            if img.ndim == 3:  # dataset arrays are RGB; PNG via OpenCV is BGR
+                img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+            safe = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or str(c)
+            file = f"samples/{safe}_{i}.png"
+            if not cv2.imwrite(str(stage / file), img):
+                raise EdgeCNNError(f"cannot write {file}")
+            records.append({"file": file, "label": name, "class_index": c})
+    return records
+
+
+def export_bundle(
+    checkpoint: str | Path,
+    formats: str | Iterable[str] = ("onnx", "tflite"),
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    calib: str | None = None,
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    data_root: str | None = None,
+    max_drop: float = 1.0,
+    out: str | Path | None = None,
+    name: str | None = None,
+    force: bool = False,
+    verify_samples: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Export a checkpoint to a verified bundle directory and return its path.
+
+    formats: onnx, tflite, tensorrt (= the ONNX files + calib.npz; the engine is built on the device).
+    int8 needs `calib` (a dataset name): its training split calibrates the quantizers.
+    Every artifact is verified on the checkpoint's dataset test split; one that loses more than
+    `max_drop` points of top-1 accuracy fails the export and nothing is written.
+    """
+    from ..models import count_macs, count_params
+    from ..train.checkpoint import model_from_checkpoint, read_checkpoint
+    from .verify import check_drop, format_table, measure, torch_logits
+
+    fmts = parse_formats(formats)
+    if int8 and not calib:
+        raise EdgeCNNError("--int8 needs calibration data: pass --calib DATA (e.g. the training dataset); "
+                           "edgecnn never calibrates on data you did not choose")
+    if calib and not int8 and "tensorrt" not in fmts:
+        log("note: --calib is only used with --int8 or --formats tensorrt")
+    if calib_size < 1:
+        raise EdgeCNNError(f"--calib-size must be at least 1, got {calib_size}")
+    if max_drop < 0:
+        raise EdgeCNNError(f"--max-drop must be >= 0, got {max_drop}")
+
+    ckpt_path = Path(checkpoint)
+    ckpt = read_checkpoint(ckpt_path)
+    model = model_from_checkpoint(ckpt)
+    source_sha = sha256_file(ckpt_path)
+    spec = dict(ckpt["input"])
+    mname, dataset = ckpt["model"]["name"], str(ckpt.get("dataset") or "")
+    if not dataset:
+        raise EdgeCNNError(f"{ckpt_path}: checkpoint does not name its dataset; cannot verify the export")
+    out = Path(out) if out else Path("export") / f"{mname}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', dataset)}"
+    _check_out_dir(out, source_sha, force, log)
+
+    ds = _load_data(dataset, data_root)
+    x_test, y_test = preprocessed(ds, "test", spec, verify_samples)
+    x_calib = None
+    if calib:
+        cds = ds if calib == dataset else _load_data(calib, data_root)
+        x_calib, _ = preprocessed(cds, "train", spec, calib_size)
+        log(f"calibration: {len(x_calib)} samples from the '{calib}' training split")
+    reference = torch_logits(model, x_test)
+
+    want_onnx = "onnx" in fmts or "tensorrt" in fmts
+    plan: list[tuple[str, str, str]] = []  # (file, format, precision)
+    for fmt, ext in (("onnx", "onnx"), ("tflite", "tflite")):
+        if fmt == "onnx" and not want_onnx or fmt == "tflite" and "tflite" not in fmts:
+            continue
+        plan.append((f"model.{ext}", fmt, "fp32"))
+        if fp16:
+            plan.append((f"model.fp16.{ext}", fmt, "fp16"))
+        if int8:
+            plan.append((f"model.int8.{ext}", fmt, "int8"))
+
+    with staged_directory(out) as stage:
+        artifacts = []
+        opset = None
+        for file, fmt, precision in plan:
+            t0 = time.perf_counter()
+            path = stage / file
+            if fmt == "onnx":
+                from . import onnx as onnx_export
+
+                if precision == "fp32":
+                    opset = onnx_export.export_fp32(model, x_test, path)["opset"]
+                elif precision == "fp16":
+                    onnx_export.convert_fp16(stage / "model.onnx", path)
+                else:
+                    onnx_export.quantize_int8(stage / "model.onnx", path, x_calib)
+                inp, outp = onnx_export.io_record(path)
+                extra = {"layout": "NCHW", "opset": opset}
+            else:
+                from . import tflite as tflite_export
+
+                tflite_export.export_tflite(model, x_test, path, precision, x_calib)
+                inp, outp = tflite_export.io_record(path)
+                extra = {"layout": "NHWC"}
+            rec = artifact_record(stage, file, format=fmt, precision=precision, **extra, input=inp, output=outp)
+            from .verify import artifact_logits
+
+            logits = artifact_logits(Artifact(stage, rec), x_test)
+            rec["verified"] = measure(logits, y_test, reference, dataset=dataset, split="test")
+            v = rec["verified"]
+            log(f"{file}: {rec['size_bytes'] / 1024:.1f} KiB, agreement {100 * v['top1_agreement']:.2f}%, "
+                f"accuracy {100 * v['accuracy']:.2f}% (PyTorch {100 * v['reference_accuracy']:.2f}%), "
+                f"max |diff| {v['max_abs_diff']:.3g}  [{time.perf_counter() - t0:.1f} s]")
+            check_drop(file, v, max_drop)
+            artifacts.append(rec)
+
+        c, h, w = spec["channels"], spec["height"], spec["width"]
+        manifest = {
+            "schema": SCHEMA,
+            "name": name or out.name,
+            "task": "classification",
+            "classes": list(ckpt["classes"]),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "name": mname,
+                "params": count_params(model),
+                "macs": count_macs(model, (c, h, w)),
+                "kwargs": {"num_classes": ckpt["model"]["num_classes"], "in_channels": ckpt["model"]["in_channels"],
+                           **ckpt["model"].get("options", {})},
+            },
+            "input": spec,
+            "artifacts": artifacts,
+            "source": {
+                "checkpoint": str(ckpt_path.resolve()),
+                "sha256": source_sha,
+                "dataset": dataset,
+                "accuracy": (ckpt.get("metrics") or {}).get("test_acc"),
+            },
+            "verification": {"dataset": dataset, "split": "test", "samples": int(len(y_test)),
+                             "max_drop_points": max_drop},
+            "calibration": None,
+            "samples": _write_samples(stage, ds, list(ckpt["classes"]), SAMPLES_PER_CLASS),
+            "tool_versions": tool_versions(),
+        }
+        if x_calib is not None:
+            manifest["calibration"] = {"dataset": calib, "split": "train", "samples": int(len(x_calib))}
+        if "tensorrt" in fmts:
+            manifest["tensorrt"] = _tensorrt_block(stage, x_calib, x_test, y_test, reference, dataset, max_drop, log)
+        from .report import write_report
+
+        write_report(stage, manifest)
+        write_manifest(stage, manifest)
+        log("\n" + format_table(artifacts))
+    log(f"bundle written: {out}")
+    return out
+
+
+def _tensorrt_block(stage: Path, x_calib, x_test, y_test, reference, dataset: str, max_drop: float,
+                    log: Callable[[str], None]) -> dict:
+    """What `edgecnn build-engine` uses on the device; engines are tied to one GPU + TensorRT version.
+
+    With calibration data: the int8 QDQ ONNX in TensorRT's flavour (float biases), verified like
+    the artifacts, and calib.npz (the preprocessed calibration images, for checks on the device).
+    """
+    from . import onnx as onnx_export
+    from .verify import check_drop, measure
+
+    block = {"onnx": "model.onnx", "onnx_int8": None, "calib": None,
+             "engine": "built on the device: edgecnn build-engine BUNDLE [--fp16|--int8]"}
+    if x_calib is None:
+        log("tensorrt: no --calib, so no int8 engine can be built from this bundle")
+        return block
+    file = "model.int8.trt.onnx"
+    onnx_export.quantize_int8(stage / "model.onnx", stage / file, x_calib, float_bias=True)
+    rec = artifact_record(stage, file)
+    rec["verified"] = measure(onnx_export.run_onnx(stage / file, x_test), y_test, reference,
+                              dataset=dataset, split="test")
+    check_drop(file, rec["verified"], max_drop)
+    v = rec["verified"]
+    log(f"{file} (TensorRT int8, checked with onnxruntime): agreement {100 * v['top1_agreement']:.2f}%, "
+        f"accuracy {100 * v['accuracy']:.2f}%")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=x_calib.astype(np.float32))
+    atomic_write_bytes(stage / "calib.npz", buf.getvalue())
+    block.update(onnx_int8=rec, calib="calib.npz")
+    return block

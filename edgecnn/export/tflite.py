@@ -1,0 +1,125 @@
+"""TFLite (LiteRT) artifacts through litert-torch: fp32, fp16 weights, full-integer int8.
+
+The model is wrapped with `litert_torch.to_channel_last_io`, so the device feeds NHWC (the
+layout TFLite kernels and XNNPACK want) while the network inside stays the trained NCHW one.
+int8 is torchao pt2e post-training quantization with litert-torch's PT2EQuantizer (per-channel
+symmetric weights, int8 activations) calibrated on real samples; the converted model has int8
+input and output tensors, whose scale/zero-point are read back from the file for the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeCNNError
+
+_DTYPES = {np.float32: "float32", np.float16: "float16", np.int8: "int8", np.uint8: "uint8"}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-torch prints a progress tree per conversion; keep the CLI output readable."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _nhwc(x_nchw: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)))
+
+
+def export_tflite(model, sample: np.ndarray, path: str | Path, precision: str = "fp32",
+                  calib: np.ndarray | None = None) -> None:
+    """Convert `model` (eval mode, NCHW) to a batch-1 NHWC .tflite file at `path`."""
+    import litert_torch
+    import torch
+
+    wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
+    args = (_nhwc(sample[:1]),)
+    with _quiet(), torch.no_grad():
+        if precision == "fp32":
+            edge = litert_torch.convert(wrapped, args)
+        elif precision == "fp16":
+            from litert_torch.generative.quantize import quant_recipes
+
+            edge = litert_torch.convert(wrapped, args, quant_config=quant_recipes.full_fp16_recipe())
+        elif precision == "int8":
+            edge = _convert_int8(wrapped, args, calib)
+        else:
+            raise EdgeCNNError(f"unknown TFLite precision '{precision}'")
+        edge.export(str(path))
+
+
+def _convert_int8(wrapped, args: tuple, calib: np.ndarray | None):
+    import litert_torch
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if calib is None or len(calib) == 0:
+        raise EdgeCNNError("int8 TFLite needs calibration samples (--calib DATA)")
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    graph = torch.export.export(wrapped, args).module()
+    graph = prepare_pt2e(graph, quantizer)
+    # The exported graph is specialised to batch 1, so calibration feeds one sample at a time.
+    for i in range(len(calib)):
+        graph(_nhwc(calib[i : i + 1]))
+    graph = move_exported_model_to_eval(convert_pt2e(graph, fold_quantize=False))
+    return litert_torch.convert(graph, args, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+def _interpreter(path: str | Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def _io_block(detail: dict) -> dict:
+    dtype = _DTYPES.get(np.dtype(detail["dtype"]).type)
+    if dtype is None:
+        raise EdgeCNNError(f"unsupported TFLite tensor dtype {detail['dtype']}")
+    scale, zero_point = detail["quantization"]
+    quant = {"scale": float(scale), "zero_point": int(zero_point)} if dtype in ("int8", "uint8") else None
+    return {"name": detail["name"], "dtype": dtype, "quant": quant}
+
+
+def io_record(path: str | Path) -> tuple[dict, dict]:
+    """Manifest input/output blocks read from the converted model itself."""
+    it = _interpreter(path)
+    inp = _io_block(it.get_input_details()[0])
+    out = {**_io_block(it.get_output_details()[0]), "kind": "logits"}
+    return inp, out
+
+
+def run_tflite(path: str | Path, x_nchw: np.ndarray) -> np.ndarray:
+    """Logits of a TFLite artifact on float32 NCHW input: NHWC, (de)quantized per the file."""
+    it = _interpreter(path)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x_all = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+    if inp["dtype"] in (np.int8, np.uint8):
+        scale, zero = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        x_all = np.clip(np.round(x_all / scale) + zero, info.min, info.max).astype(inp["dtype"])
+    else:
+        x_all = x_all.astype(inp["dtype"])
+    ys = []
+    for i in range(len(x_all)):  # the converted graph has a fixed batch of 1
+        it.set_tensor(inp["index"], x_all[i : i + 1])
+        it.invoke()
+        ys.append(it.get_tensor(out["index"]).copy())
+    y = np.concatenate(ys)
+    if out["dtype"] in (np.int8, np.uint8):
+        scale, zero = out["quantization"]
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+    return y.astype(np.float32)
