@@ -1,0 +1,339 @@
+"""Inference backends: one small class per engine, all with the same four calls. No torch here.
+
+    backend = open_backend(artifact, "auto", threads=2)
+    logits = backend.infer(x_nchw)        # float32 NCHW in, float32 logits out
+    # = backend.finish(backend.run_raw(backend.prepare(x_nchw)))
+
+`run_raw` is the bare engine call on input already in the artifact's layout and dtype; `prepare`
+does the layout change (NCHW -> NHWC for TFLite) and int8 input quantization from the manifest;
+`finish` dequantizes integer outputs. Profiling times `run_raw` alone; the runtime calls `infer`.
+
+Choosing what to run (`select`):
+  backend "auto": TensorRT on a Jetson when an engine for the bundle was built there
+  (`edgecnn build-engine`), else LiteRT on Arm CPUs when the bundle has TFLite artifacts,
+  else onnxruntime when it has ONNX artifacts, else whichever installed backend can run the bundle.
+  precision "auto": int8 when the bundle has an int8 artifact for that backend whose verified
+  accuracy is within 1 point of the fp32 one (the export's default --max-drop), else fp16 on
+  TensorRT, else fp32.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...bundle import Artifact, Bundle
+from ...errors import EdgeCNNError
+
+BACKENDS = ("onnxruntime", "litert", "tensorrt")
+# The artifact format each backend reads (TensorRT engines are built from the bundle's ONNX).
+FORMAT_OF = {"onnxruntime": "onnx", "litert": "tflite", "tensorrt": "onnx"}
+INSTALL_HINT = {
+    "onnxruntime": "pip install onnxruntime (or 'edgecnn[onnx]'; on a Jetson use NVIDIA's onnxruntime-gpu wheel)",
+    "litert": "pip install ai-edge-litert (or 'edgecnn[tflite]'; tflite-runtime also works)",
+    "tensorrt": "TensorRT comes with JetPack on a Jetson (apt install python3-libnvinfer) or pip install tensorrt",
+}
+INT8_MAX_DROP_POINTS = 1.0
+
+
+class Backend:
+    """One loaded artifact. Subclasses implement `run_raw` (and set `version`, `details`)."""
+
+    name = "base"
+
+    def __init__(self, artifact: Artifact, threads: int | None = None, **options: Any):
+        if threads is not None and threads < 1:
+            raise EdgeCNNError(f"threads must be at least 1, got {threads}")
+        self.artifact = artifact
+        self.threads = threads
+        self.version: str | None = None
+        self.details: dict[str, Any] = {}
+        inp, out = artifact.info["input"], artifact.info["output"]
+        self.layout = artifact.layout
+        self.input_dtype = np.dtype(inp["dtype"])
+        self.input_quant = inp.get("quant") if self.input_dtype.kind in "iu" else None
+        self.output_quant = out.get("quant") if np.dtype(out["dtype"]).kind in "iu" else None
+        if self.input_dtype.kind in "iu" and self.input_quant is None:
+            raise EdgeCNNError(f"{artifact.info['file']}: integer input without quant params in the manifest")
+        self._qinfo = np.iinfo(self.input_dtype) if self.input_quant else None
+
+    # -- the bare call -------------------------------------------------------------------
+    def run_raw(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- conversions around it -----------------------------------------------------------
+    def prepare(self, x_nchw: np.ndarray) -> np.ndarray:
+        """float32 NCHW -> the artifact's layout and dtype (int8 inputs quantized as at export)."""
+        if x_nchw.ndim != 4:
+            raise EdgeCNNError(f"model input must be NCHW (4-D), got shape {tuple(x_nchw.shape)}")
+        x = x_nchw.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x_nchw
+        if self.input_quant is not None:
+            q = self.input_quant
+            x = np.round(x / np.float32(q["scale"])) + q["zero_point"]
+            x = np.clip(x, self._qinfo.min, self._qinfo.max)
+        return np.ascontiguousarray(x, dtype=self.input_dtype)
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        """Raw output -> float32 logits, shape (N, classes)."""
+        if self.output_quant is not None:
+            q = self.output_quant
+            y = (y.astype(np.float32) - np.float32(q["zero_point"])) * np.float32(q["scale"])
+        return np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+
+    def infer(self, x_nchw: np.ndarray) -> np.ndarray:
+        return self.finish(self.run_raw(self.prepare(x_nchw)))
+
+    def describe(self) -> dict[str, Any]:
+        """What runs: backend, version, file, precision, threads and backend details."""
+        return {
+            "backend": self.name,
+            "version": self.version,
+            "artifact": self.artifact.info["file"],
+            "precision": self.artifact.precision,
+            "layout": self.layout,
+            "threads": self.threads,
+            **self.details,
+        }
+
+    def close(self) -> None:
+        """Release engine resources (GPU memory for TensorRT); CPU backends rely on the GC."""
+
+    def check_io(self, shape: tuple, dtype: np.dtype, out_dtype: np.dtype) -> None:
+        """Fail clearly when the model file disagrees with its manifest record (wrong or replaced file)."""
+        file = self.artifact.info["file"]
+        if np.dtype(dtype) != self.input_dtype:
+            raise EdgeCNNError(
+                f"{file}: model input dtype is {np.dtype(dtype)}, the manifest says {self.input_dtype}"
+            )
+        if np.dtype(out_dtype) != np.dtype(self.artifact.info["output"]["dtype"]):
+            raise EdgeCNNError(
+                f"{file}: model output dtype is {np.dtype(out_dtype)}, the manifest says "
+                f"{self.artifact.info['output']['dtype']}"
+            )
+        self.input_shape = tuple(shape)
+
+
+def _version(*distributions: str) -> str | None:
+    for dist in distributions:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_backends() -> dict[str, str | None]:
+    """name -> version of each backend importable here (None if absent). Imports nothing heavy."""
+    found: dict[str, str | None] = dict.fromkeys(BACKENDS)
+    if _has_module("onnxruntime"):
+        found["onnxruntime"] = _version("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino") or "unknown"
+    if _has_module("ai_edge_litert"):
+        found["litert"] = _version("ai-edge-litert", "ai-edge-litert-nightly") or "unknown"
+    elif _has_module("tflite_runtime"):
+        found["litert"] = f"tflite-runtime {_version('tflite-runtime', 'tflite_runtime') or 'unknown'}"
+    for module in ("tensorrt", "tensorrt_rtx"):
+        if _has_module(module):
+            found["tensorrt"] = f"{module} {_version(module, module.replace('_', '-')) or 'unknown'}"
+            break
+    return found
+
+
+def is_jetson() -> bool:
+    """An NVIDIA Jetson (L4T release file, or the device-tree model says so)."""
+    if Path("/etc/nv_tegra_release").is_file():
+        return True
+    try:
+        return "jetson" in Path("/proc/device-tree/model").read_text(errors="replace").lower()
+    except OSError:
+        return False
+
+
+def is_arm() -> bool:
+    return platform.machine().lower() in ("aarch64", "arm64", "armv7l", "armv8l")
+
+
+@dataclass
+class Selection:
+    """What `select` chose: the artifact, the backend that runs it, and (TensorRT) the engine file."""
+
+    artifact: Artifact
+    backend: str
+    precision: str
+    engine: Path | None = None
+    reason: str = ""
+
+
+def _engines(bundle: Bundle) -> dict[str, Path]:
+    """precision -> engine file built by `edgecnn build-engine` for this TensorRT and CPU arch.
+
+    Engines are named engines/model.{precision}.b{max_batch}.{module}-{version}-{arch}.engine.
+    """
+    trt = available_backends()["tensorrt"]
+    if not trt:
+        return {}
+    module, _, version = trt.partition(" ")
+    tag = f"{module}-{version}-{platform.machine()}"
+    found: dict[str, Path] = {}
+    for path in sorted((bundle.path / "engines").glob(f"model.*.{tag}.engine")):
+        precision = path.name.split(".")[1]
+        found.setdefault(precision, path)
+    return found
+
+
+def _int8_favoured(bundle: Bundle, fmt: str) -> bool:
+    """The bundle's own measurements: int8 within INT8_MAX_DROP_POINTS of fp32 accuracy."""
+    int8, fp32 = bundle.find(fmt, "int8"), bundle.find(fmt, "fp32")
+    if not int8:
+        return False
+    v8 = int8[0].info.get("verified") or {}
+    ref = (fp32[0].info.get("verified") or {}).get("accuracy") if fp32 else v8.get("reference_accuracy")
+    if v8.get("accuracy") is None or ref is None:
+        return False
+    return 100.0 * (ref - v8["accuracy"]) <= INT8_MAX_DROP_POINTS
+
+
+def _auto_precision(bundle: Bundle, backend: str, have: list[str]) -> str:
+    fmt = FORMAT_OF[backend]
+    if "int8" in have and _int8_favoured(bundle, fmt) or have == ["int8"]:
+        return "int8"
+    if backend == "tensorrt" and "fp16" in have:
+        return "fp16"
+    if "fp32" in have:
+        return "fp32"
+    return have[0]
+
+
+def select(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> Selection:
+    """Pick the artifact and backend to run (rules in the module docstring); one clear error if none fits."""
+    if backend not in ("auto", *BACKENDS):
+        raise EdgeCNNError(f"unknown backend '{backend}'; choose from auto, {', '.join(BACKENDS)}")
+    if precision not in ("auto", "fp32", "fp16", "int8"):
+        raise EdgeCNNError(f"unknown precision '{precision}'; choose from auto, fp32, fp16, int8")
+    present = available_backends()
+    engines = _engines(bundle) if backend in ("auto", "tensorrt") else {}
+
+    def precisions(name: str) -> list[str]:
+        if name == "tensorrt":
+            return sorted(engines)
+        return sorted({a.precision for a in bundle.find(FORMAT_OF[name])})
+
+    if backend == "auto":
+        order = ["onnxruntime", "litert"]
+        reason = "x86/other CPU: onnxruntime first"
+        if is_arm():
+            order = ["litert", "onnxruntime"]
+            reason = "Arm CPU: LiteRT (XNNPACK) first"
+        if is_jetson():
+            order.insert(0, "tensorrt")
+            reason = "Jetson: TensorRT engine first"
+        candidates = [n for n in order if present[n] and precisions(n)
+                      and (precision == "auto" or precision in precisions(n))]
+        if not candidates:
+            formats = sorted({a.format for a in bundle.artifacts})
+            installed = [n for n, v in present.items() if v] or ["none"]
+            want = "" if precision == "auto" else f" at precision {precision}"
+            raise EdgeCNNError(
+                f"{bundle.path}: no installed backend can run this bundle{want} (bundle has "
+                f"{', '.join(formats) or 'no artifacts'}; installed backends: {', '.join(installed)})"
+            )
+        name = candidates[0]
+    else:
+        name = backend
+        reason = "asked for"
+        if not present[name]:
+            raise EdgeCNNError(f"backend '{name}' is not installed: {INSTALL_HINT[name]}")
+        if not precisions(name):
+            if name == "tensorrt":
+                raise EdgeCNNError(
+                    f"{bundle.path}: no TensorRT engine built for this TensorRT ({present[name]}) here; "
+                    f"run: edgecnn build-engine {bundle.path} --precision fp16"
+                )
+            raise EdgeCNNError(f"{bundle.path}: no {FORMAT_OF[name]} artifact for backend '{name}'")
+
+    have = precisions(name)
+    chosen = _auto_precision(bundle, name, have) if precision == "auto" else precision
+    if chosen not in have:
+        raise EdgeCNNError(
+            f"{bundle.path}: no {chosen} model for backend '{name}' (available: {', '.join(have)})"
+        )
+    if name == "tensorrt":
+        # The engine's I/O is the ONNX graph's: float32 NCHW in, float32 logits out.
+        onnx_fp32 = bundle.find("onnx", "fp32") or bundle.find("onnx")
+        if not onnx_fp32:
+            raise EdgeCNNError(f"{bundle.path}: a TensorRT engine needs the bundle's ONNX artifact")
+        info = {**onnx_fp32[0].info, "precision": chosen, "file": f"engines/{engines[chosen].name}"}
+        art = Artifact(bundle.path, info)
+        return Selection(art, name, chosen, engines[chosen], reason)
+    art = bundle.find(FORMAT_OF[name], chosen)[0]
+    return Selection(art, name, chosen, None, reason)
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name == "onnxruntime":
+        from .onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend
+    if name == "litert":
+        from .litert import LiteRTBackend
+
+        return LiteRTBackend
+    if name == "tensorrt":
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend
+    raise EdgeCNNError(f"unknown backend '{name}'; choose from auto, {', '.join(BACKENDS)}")
+
+
+def open_backend(artifact: Artifact, backend: str = "auto", threads: int | None = None,
+                 **options: Any) -> Backend:
+    """Load one artifact in a backend. "auto": onnxruntime for ONNX, LiteRT for TFLite.
+
+    TensorRT needs `engine=Path` (see `select`, which finds the engine built for the bundle).
+    """
+    if backend == "auto":
+        backend = "litert" if artifact.format == "tflite" else "onnxruntime"
+    cls = backend_class(backend)
+    if FORMAT_OF[backend] != artifact.format:
+        raise EdgeCNNError(
+            f"backend '{backend}' runs {FORMAT_OF[backend]} artifacts, not {artifact.info['file']} ({artifact.format})"
+        )
+    if not available_backends()[backend]:
+        raise EdgeCNNError(f"backend '{backend}' is not installed: {INSTALL_HINT[backend]}")
+    if not artifact.path.is_file():
+        raise EdgeCNNError(f"artifact file missing: {artifact.path}")
+    return cls(artifact, threads, **options)
+
+
+def open_bundle(bundle: str | Path | Bundle, backend: str = "auto", precision: str = "auto",
+                threads: int | None = None, **options: Any) -> tuple[Bundle, Selection, Backend]:
+    """Load a bundle, select its artifact/backend and open it: the one call the runtime and profiler use."""
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    sel = select(b, backend, precision)
+    if sel.engine is not None:
+        options = {**options, "engine": sel.engine}
+    return b, sel, open_backend(sel.artifact, sel.backend, threads, **options)
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Selection",
+    "available_backends",
+    "backend_class",
+    "open_backend",
+    "open_bundle",
+    "select",
+]
