@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads per process (default: half the cores)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split",
@@ -89,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing, img_size=args.img_size, width_mult=args.width_mult,
         small_input=args.small_input, pretrained=args.pretrained, seed=args.seed, resume=resume,
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
-        train_limit=args.train_limit, overwrite=args.overwrite,
+        train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
     )
     return 0
 
