@@ -1,0 +1,156 @@
+"""`Classifier`: a bundle, one backend, and the manifest's preprocessing. numpy + OpenCV only.
+
+    clf = Classifier("export/lenet5-digits")             # backend/precision "auto"
+    result = clf.predict(frame)                          # an OpenCV BGR frame, any size
+    result.top          # [("7", 0.98), ("1", 0.01), ...]   top-k (label, probability)
+    result.probs        # float32 probabilities of every class
+    result.timings      # {"preprocess": ms, "inference": ms, "postprocess": ms}
+
+Images may be BGR (OpenCV) or RGB arrays (pass color_order="RGB"), greyscale HxW, HxWx4, PIL images
+or file paths. Preprocessing is `edgecnn.preprocess.preprocess` with the manifest's `input` block, the
+same function the export verified the artifacts with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..errors import EdgeCNNError
+from ..preprocess import preprocess, softmax
+from ..utils import sha256_file
+from .backends import Backend, Selection, open_backend, select
+
+
+@dataclass
+class Prediction:
+    """Top-k labels with probabilities, every class's probability, and stage timings in ms."""
+
+    top: list[tuple[str, float]]
+    probs: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1]
+
+    @property
+    def index(self) -> int:
+        return int(np.argmax(self.probs))
+
+    # Behaves like the list of (label, prob) pairs it wraps.
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return iter(self.top)
+
+    def __getitem__(self, i: int) -> tuple[str, float]:
+        return self.top[i]
+
+    def __len__(self) -> int:
+        return len(self.top)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "top": [{"label": lab, "prob": round(p, 6)} for lab, p in self.top],
+            "ms": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+class Classifier:
+    """Image classification with a bundle on this device's best (or the named) backend."""
+
+    def __init__(self, bundle: str | Path | Bundle, backend: str = "auto", precision: str = "auto",
+                 threads: int | None = None, top_k: int = 5, check_integrity: bool = True,
+                 **backend_options: Any):
+        if top_k < 1:
+            raise EdgeCNNError(f"top_k must be at least 1, got {top_k}")
+        b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        self.bundle: Bundle = b
+        self.selection: Selection = select(b, backend, precision)
+        art = self.selection.artifact
+        if check_integrity and self.selection.engine is None and sha256_file(art.path) != art.info["sha256"]:
+            # Only the artifact we run: a corrupt or replaced model file fails here, not with odd labels.
+            raise EdgeCNNError(f"{art.path}: sha256 does not match the manifest (file corrupt or replaced)")
+        if self.selection.engine is not None:
+            backend_options = {**backend_options, "engine": self.selection.engine}
+        self.backend: Backend = open_backend(art, self.selection.backend, threads, **backend_options)
+        self.classes: list[str] = list(b.classes)
+        self.input_spec: dict = dict(b.input)
+        self.top_k = min(top_k, len(self.classes))
+
+    # -- the three stages, usable on their own -------------------------------------------------
+    def preprocess(self, image: Any, color_order: str = "BGR") -> np.ndarray:
+        """One image -> float32 CHW model input (the manifest's preprocessing)."""
+        return preprocess(image, self.input_spec, color_order)
+
+    def infer_preprocessed(self, x_nchw: np.ndarray) -> np.ndarray:
+        """float32 NCHW batch -> float32 logits (N, classes) through the backend."""
+        if x_nchw.ndim == 3:
+            x_nchw = x_nchw[None]
+        spec = self.input_spec
+        want = (spec["channels"], spec["height"], spec["width"])
+        if tuple(x_nchw.shape[1:]) != want:
+            raise EdgeCNNError(f"model input must be N x {want[0]} x {want[1]} x {want[2]}, got {tuple(x_nchw.shape)}")
+        return self.backend.infer(x_nchw)
+
+    def postprocess(self, logits: np.ndarray) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """Logits (N, classes) -> probabilities and top-k (label, prob) lists."""
+        probs = softmax(logits.astype(np.float32))
+        order = np.argsort(-probs, axis=1)[:, : self.top_k]
+        tops = [[(self.classes[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+        return probs, tops
+
+    def top_of(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        """Top-k of one probability vector (e.g. after temporal smoothing)."""
+        order = np.argsort(-probs)[: self.top_k]
+        return [(self.classes[j], float(probs[j])) for j in order]
+
+    # -- one call ------------------------------------------------------------------------------
+    def predict(self, image: Any, color_order: str = "BGR") -> Prediction:
+        """Classify one image; timings are this call's stages in milliseconds."""
+        t0 = time.perf_counter()
+        x = preprocess(image, self.input_spec, color_order)[None]
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return Prediction(tops[0], probs[0], timings)
+
+    def predict_batch(self, images: Sequence[Any], color_order: str = "BGR") -> list[Prediction]:
+        """Classify several images in one backend call; each result carries the per-image share of the timings."""
+        if len(images) == 0:
+            return []
+        t0 = time.perf_counter()
+        x = np.stack([preprocess(im, self.input_spec, color_order) for im in images])
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        n = len(images)
+        timings = {"preprocess": 1e3 * (t1 - t0) / n, "inference": 1e3 * (t2 - t1) / n,
+                   "postprocess": 1e3 * (t3 - t2) / n}
+        return [Prediction(t, p, dict(timings)) for t, p in zip(tops, probs)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle.path), "name": self.bundle.name, **self.backend.describe(),
+                "why": self.selection.reason}
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
