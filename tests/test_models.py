@@ -1,0 +1,103 @@
+"""Model registry: every architecture builds, runs at small and full input size, has the known size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.models import MODELS, build_model, count_macs, count_params, input_size_for
+
+# Parameter counts with a 10-class head, from the architectures' definitions (the torchvision
+# numbers are its published ImageNet counts minus the 1000-class head plus a 10-class one).
+KNOWN_PARAMS = {
+    "lenet5": 61_706,
+    "simplecnn": 1_147_466,  # 3 input channels
+    "mobilenet_v2": 3_504_872 - 1_281_000 + 12_810,
+    "mobilenet_v3_small": 2_542_856 - 1_025_000 + 10_250,
+    "resnet18": 11_689_512 - 513_000 + 5_130,
+}
+
+
+def _channels(name: str) -> int:
+    return 1 if name == "lenet5" else 3
+
+
+def test_registry_lists_every_architecture():
+    assert set(MODELS) == set(KNOWN_PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_PARAMS))
+def test_param_counts_match_the_architecture(name):
+    assert count_params(build_model(name, 10, _channels(name))) == KNOWN_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_small_input_and_full_size(name):
+    torch.manual_seed(0)
+    c = _channels(name)
+    small = {"small_input": True} if "small_input" in MODELS[name].options else {}
+    model = build_model(name, 7, c, **small).eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, c, 32, 32))
+    assert y.shape == (2, 7) and torch.isfinite(y).all()
+    size = input_size_for(name)
+    full = build_model(name, 7, c).eval()
+    with torch.no_grad():
+        y = full(torch.randn(1, c, size, size))
+    assert y.shape == (1, 7)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "resnet18"])
+def test_small_input_variant_keeps_spatial_detail(name):
+    """At 32 px the small-input variant has total stride 8 (4x4 final map), the 224-px one 32 (1x1)."""
+    def final_map(model):
+        seen = {}
+        last = model.features if hasattr(model, "features") else model.layer4
+        last.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))  # returns None: output kept
+        with torch.no_grad():
+            model.eval()(torch.randn(1, 3, 32, 32))
+        return seen["shape"][-1]
+
+    assert final_map(build_model(name, 10, 3, small_input=True)) == 4
+    assert final_map(build_model(name, 10, 3)) == 1
+
+
+@pytest.mark.parametrize("name", ["simplecnn", "mobilenet_v2", "mobilenet_v3_small", "resnet18"])
+def test_greyscale_input(name):
+    model = build_model(name, 10, 1, **({"small_input": True} if name != "simplecnn" else {})).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 32, 32)).shape == (1, 10)
+
+
+def test_width_mult_shrinks_mobilenets():
+    for name in ("mobilenet_v2", "mobilenet_v3_small"):
+        assert count_params(build_model(name, 10, 3, width_mult=0.5)) < 0.6 * KNOWN_PARAMS[name]
+
+
+def test_lenet5_macs_are_the_textbook_count():
+    # conv1 28*28*6*25 + conv2 10*10*16*150 + fc 400*120 + 120*84 + 84*10
+    assert count_macs(build_model("lenet5", 10, 1), (1, 32, 32)) == 416_520
+
+
+def test_mobilenet_v2_macs_match_the_paper():
+    macs = count_macs(build_model("mobilenet_v2", 1000, 3), (3, 224, 224))
+    assert 295e6 < macs < 305e6  # the MobileNetV2 paper: 300M multiply-adds at 224 px
+
+
+def test_models_export_with_torch_export():
+    """The export area traces models with torch.export: every block must be traceable."""
+    for name in ("lenet5", "simplecnn"):
+        model = build_model(name, 10, _channels(name)).eval()
+        x = torch.randn(1, _channels(name), 32, 32)
+        ep = torch.export.export(model, (x,))
+        assert torch.allclose(ep.module()(x), model(x), atol=1e-5)
+
+
+def test_bad_model_requests():
+    with pytest.raises(EdgeCNNError, match="unknown model 'vgg'"):
+        build_model("vgg", 10, 3)
+    with pytest.raises(EdgeCNNError, match="does not take option"):
+        build_model("lenet5", 10, 1, width_mult=0.5)
+    with pytest.raises(EdgeCNNError, match="width-mult"):
+        build_model("resnet18", 10, 3, width_mult=0.5)
