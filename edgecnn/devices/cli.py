@@ -53,8 +53,14 @@ def format_info(info: dict[str, Any]) -> str:
     if jetson:
         mode = jetson.get("power_mode")
         rows += [
-            ("jetson", f"L4T {jetson['l4t'] or '?'}, JetPack {jetson['jetpack'] or '?'}, SoC {jetson['soc'] or '?'}"),
-            ("power mode", f"{mode['id']} ({mode['name'] or 'unnamed'})" if mode else "unknown (run: sudo nvpmodel -q)"),
+            (
+                "jetson",
+                f"L4T {jetson['l4t'] or '?'}, JetPack {jetson['jetpack'] or '?'}, SoC {jetson['soc'] or '?'}",
+            ),
+            (
+                "power mode",
+                f"{mode['id']} ({mode['name'] or 'unnamed'})" if mode else "unknown (run: sudo nvpmodel -q)",
+            ),
         ]
     rows += [
         ("cpu", f"{cpu['model'] or 'unknown'}, {cpu['cores'] or '?'} cores, {cpu['arch']}"),
@@ -65,7 +71,9 @@ def format_info(info: dict[str, Any]) -> str:
     backends = _fmt_backends(info)
     lines.append(f"{'backends':<11} {backends[0]}")
     lines += [f"{'':<11} {b}" for b in backends[1:]]
-    cams = [f"{c['uri']}" + (f"  ({c['name']})" if c.get("name") else "") for c in info["cameras"]] or ["none found"]
+    cams = [f"{c['uri']}" + (f"  ({c['name']})" if c.get("name") else "") for c in info["cameras"]] or [
+        "none found"
+    ]
     lines.append(f"{'cameras':<11} {cams[0]}")
     lines += [f"{'':<11} {c}" for c in cams[1:]]
     profile = info["suggested_profile"]
@@ -86,7 +94,8 @@ def format_profile(p: dict[str, Any]) -> str:
         f"  python     {p['software']['python']}",
         f"  runtime    backend={rt['backend']} precision={rt['precision']} threads={rt['threads'] or 'default'}"
         + (f" (fallback: {rt['fallback_backend']})" if rt["fallback_backend"] else ""),
-        f"  camera     {cam['source']}" + (f" (or {', '.join(cam['alternatives'])})" if cam["alternatives"] else ""),
+        f"  camera     {cam['source']}"
+        + (f" (or {', '.join(cam['alternatives'])})" if cam["alternatives"] else ""),
         "  install",
     ]
     lines += [f"    {line}" for line in p["software"]["install"]]
@@ -95,7 +104,9 @@ def format_profile(p: dict[str, Any]) -> str:
     if p["reference_numbers"]:
         lines.append("  published reference numbers (measured by others, for comparison)")
         for r in p["reference_numbers"]:
-            lines.append(f"    {r['value']} {r['unit']}  {r['model']}, {r['runtime']}, {r['precision']}: {r['metric']}")
+            lines.append(
+                f"    {r['value']} {r['unit']}  {r['model']}, {r['runtime']}, {r['precision']}: {r['metric']}"
+            )
             lines.append(f"      {r['source']}")
     return "\n".join(lines)
 
@@ -110,7 +121,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(json.dumps(profiles, indent=2))
         else:
             for p in profiles:
-                print(f"{p['name']:<18} {p['runtime']['backend']:<12} {p['runtime']['precision']:<5} {p['title']}")
+                print(
+                    f"{p['name']:<18} {p['runtime']['backend']:<12} {p['runtime']['precision']:<5} {p['title']}"
+                )
         return 0
     if args.profile:
         p = load_profile(args.profile)

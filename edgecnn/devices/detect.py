@@ -80,7 +80,15 @@ L4T_TO_JETPACK = {
 JETPACK_MAJOR_BY_L4T_MAJOR = {"32": "4", "34": "5 (developer preview)", "35": "5", "36": "6", "38": "7"}
 
 # V4L2 nodes on a Raspberry Pi that are codecs/ISPs, not cameras.
-PI_INTERNAL_VIDEO_NODES = ("bcm2835-codec", "bcm2835-isp", "rpivid", "pispbe", "rp1-cfe", "hevc", "unicam-embedded")
+PI_INTERNAL_VIDEO_NODES = (
+    "bcm2835-codec",
+    "bcm2835-isp",
+    "rpivid",
+    "pispbe",
+    "rp1-cfe",
+    "hevc",
+    "unicam-embedded",
+)
 
 # Python distributions that provide each backend (first one installed wins).
 BACKEND_DISTRIBUTIONS = {
@@ -287,7 +295,9 @@ def backends_present() -> dict[str, dict[str, Any]]:
     return found
 
 
-def precisions_for(backends: dict[str, dict[str, Any]], jetson: dict[str, Any] | None) -> dict[str, list[str]]:
+def precisions_for(
+    backends: dict[str, dict[str, Any]], jetson: dict[str, Any] | None
+) -> dict[str, list[str]]:
     """Which artifact precisions each present backend can run fast here."""
     result: dict[str, list[str]] = {}
     if "onnxruntime" in backends:

@@ -89,11 +89,15 @@ def validate_profile(p: Any, where: str = "profile") -> dict:
     rt = _field(p, "runtime", where, dict)
     w = f"{where}.runtime"
     _check(_field(rt, "backend", w, str) in BACKENDS, w, f"backend must be one of {'|'.join(BACKENDS)}")
-    _check(_field(rt, "precision", w, str) in PRECISIONS, w, f"precision must be one of {'|'.join(PRECISIONS)}")
+    _check(
+        _field(rt, "precision", w, str) in PRECISIONS, w, f"precision must be one of {'|'.join(PRECISIONS)}"
+    )
     threads = _field(rt, "threads", w, int, nullable=True)  # null: the backend's default (all cores)
     _check(threads is None or threads >= 1, w, "threads must be >= 1 or null")
     fallback = _field(rt, "fallback_backend", w, str, nullable=True)
-    _check(fallback is None or fallback in BACKENDS, w, f"fallback_backend must be one of {'|'.join(BACKENDS)}")
+    _check(
+        fallback is None or fallback in BACKENDS, w, f"fallback_backend must be one of {'|'.join(BACKENDS)}"
+    )
 
     cam = _field(p, "camera", where, dict)
     _check("://" in _field(cam, "source", f"{where}.camera", str), f"{where}.camera", "source must be a URI")
