@@ -98,15 +98,19 @@ def float_state(prepared: nn.Module, model: nn.Module) -> dict[str, torch.Tensor
     return out
 
 
-def convert(prepared: nn.Module) -> torch.fx.GraphModule:
-    """Fake quantization -> explicit quantize/dequantize ops (unfolded: exporters pattern-match them)."""
+def convert(prepared: nn.Module, fold_weights: bool = False) -> torch.fx.GraphModule:
+    """Fake quantization -> explicit quantize/dequantize ops.
+
+    `fold_weights` stores weights as int8 constants (what ONNX wants: a 4x smaller file); litert-torch
+    instead pattern-matches the unfolded float-weight -> quantize -> dequantize chains.
+    """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     _set_mode(prepared, False)
-    return convert_pt2e(prepared, fold_quantize=False)
+    return convert_pt2e(prepared, fold_quantize=fold_weights)
 
 
-def quantized_graph(ckpt: dict) -> torch.fx.GraphModule:
+def quantized_graph(ckpt: dict, fold_weights: bool = False) -> torch.fx.GraphModule:
     """Rebuild the int8 graph of a QAT checkpoint (for export): float weights + recorded fake-quant state."""
     from ..train.checkpoint import model_from_checkpoint
     from .common import example_input
@@ -124,7 +128,7 @@ def quantized_graph(ckpt: dict) -> torch.fx.GraphModule:
         raise EdgeCNNError(f"QAT state does not fit this model's graph ({len(recorded)} recorded vs {len(expected)} "
                            "fake-quant tensors); was it made by another torch/torchao version?")
     prepared.load_state_dict(recorded, strict=False)
-    return convert(prepared)
+    return convert(prepared, fold_weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +139,7 @@ def export_qat_onnx(ckpt: dict, sample: np.ndarray, path: str | os.PathLike) -> 
     """int8 QDQ ONNX of a QAT checkpoint, through the same exporter as fp32 (dynamic batch, opset 18)."""
     from ..export.onnx import export_fp32
 
-    return export_fp32(quantized_graph(ckpt), sample, path)
+    return export_fp32(quantized_graph(ckpt, fold_weights=True), sample, path)
 
 
 def export_qat_tflite(ckpt: dict, sample: np.ndarray, path: str | os.PathLike) -> None:

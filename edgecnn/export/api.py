@@ -188,6 +188,10 @@ def export_bundle(
                     opset = onnx_export.export_fp32(model, x_test, path)["opset"]
                 elif precision == "fp16":
                     onnx_export.convert_fp16(stage / "model.onnx", path)
+                elif ckpt.get("qat"):  # QAT checkpoint: its trained int8 scales (edgecnn.compress.qat)
+                    from ..compress.qat import export_qat_onnx
+
+                    export_qat_onnx(ckpt, x_test, path)
                 else:
                     onnx_export.quantize_int8(stage / "model.onnx", path, x_calib)
                 inp, outp = onnx_export.io_record(path)
@@ -195,7 +199,12 @@ def export_bundle(
             else:
                 from . import tflite as tflite_export
 
-                tflite_export.export_tflite(model, x_test, path, precision, x_calib)
+                if precision == "int8" and ckpt.get("qat"):  # QAT checkpoint (edgecnn.compress.qat)
+                    from ..compress.qat import export_qat_tflite
+
+                    export_qat_tflite(ckpt, x_test, path)
+                else:
+                    tflite_export.export_tflite(model, x_test, path, precision, x_calib)
                 inp, outp = tflite_export.io_record(path)
                 extra = {"layout": "NHWC"}
             rec = artifact_record(stage, file, format=fmt, precision=precision, **extra, input=inp, output=outp)
