@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--threads", type=_positive_int, help="CPU threads per process (default: half the cores)")
+    p.add_argument("--qat", type=int, nargs="?", const=2, default=0, metavar="EPOCHS",
+                   help="then quantization-aware training for EPOCHS (default 2) into OUT/qat/qat.pt "
+                        "(edgecnn.compress.qat; same as `edgecnn qat OUT/best.pt`)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split",
@@ -84,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
     resume = None
     if args.resume is not None:
         resume = args.resume or str(Path(args.out or f"runs/{args.name}-{args.data.replace(':', '-')}") / "last.pt")
-    train(
+    best = train(
         args.name, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, img_size=args.img_size, width_mult=args.width_mult,
@@ -92,6 +95,11 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
         train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
     )
+    if args.qat:  # QAT fine-tunes the best float model (owned by edgecnn.compress)
+        from ..compress.qat import qat_checkpoint
+
+        qat_checkpoint(best, epochs=args.qat, out=Path(best).parent / "qat", data_root=args.data_root,
+                       train_limit=args.train_limit)
     return 0
 
 
