@@ -94,6 +94,18 @@ for fs in proc dev sys; do
 done
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"  # pip inside needs DNS
 
+# qemu-user passes the host's x86 /proc/cpuinfo through; the cpuinfo library inside LiteRT/XNNPACK and
+# onnxruntime finds no Arm cores in it and segfaults. Show the emulated programs an Arm description
+# (Cortex-A72, like a Pi 4, one entry per host CPU). A real board needs none of this.
+if [ "$HOST_ARCH" != aarch64 ]; then
+  : >"$CACHE/cpuinfo.aarch64"
+  for ((i = 0; i < $(nproc); i++)); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >>"$CACHE/cpuinfo.aarch64"
+  done
+  mount --bind "$CACHE/cpuinfo.aarch64" "$ROOTFS/proc/cpuinfo"
+  mounted+=("$ROOTFS/proc/cpuinfo")
+fi
+
 in_arm() {
   chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$@"
@@ -106,6 +118,7 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/"
   in_arm update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed inside the rootfs"
 fi
+# shellcheck disable=SC2016  # $PRETTY_NAME is expanded by the shell inside the rootfs
 say "userland: $(in_arm sh -c '. /etc/os-release; echo "$PRETTY_NAME"'), $(in_arm python3 --version), $arch_inside"
 
 # --- the project and the bundle, copied in fresh -------------------------------------------------
@@ -130,7 +143,7 @@ for extra in "${EXTRAS[@]}"; do
   # Binary wheels only for the heavy dependencies: a source build would mean no aarch64 wheel exists.
   in_arm "$venv/bin/python" -m pip install -q --disable-pip-version-check \
     --only-binary=numpy,onnxruntime,ai-edge-litert,opencv-python-headless \
-    "$SRC[$extra]" || die "pip install edgecnn[$extra] failed on aarch64"
+    "${SRC}[$extra]" || die "pip install edgecnn[$extra] failed on aarch64"
   in_arm "$venv/bin/python" -m pip list --disable-pip-version-check --format=freeze 2>/dev/null \
     | grep -iE '^(edgecnn|numpy|onnxruntime|ai-edge-litert|opencv-python-headless|tflite-runtime)==' \
     | sed "s/^/[check_aarch64]   $extra: /"

@@ -6,8 +6,11 @@ The samples are the real held-out test images that `edgecnn export` writes to BU
 `<label>_<n>.png` (the label as in the manifest's classes, non-alphanumerics replaced by '-'). Each
 precision the bundle has for the backend's format (fp32, int8, ...) is run through
 `edgecnn.runtime.Classifier`, the same path `edgecnn run` uses. Exit status 0 only if every sample of
-every precision is classified as its file name says. Used by devices/check_aarch64.sh (under
-emulation) and by the setup scripts on a real board; it prints no timings on purpose.
+every precision is classified as its file name says, except where the manifest records that the
+source PyTorch model itself predicts another class for that image (`reference_prediction`, written
+by `edgecnn export`): there the device must give exactly the model's answer, and the line says so.
+Used by devices/check_aarch64.sh (under emulation) and by the setup scripts on a real board; it
+prints no timings on purpose.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
             if stem_label not in by_file_name:
                 raise EdgeCNNError(f"{path.name}: file name does not start with a class label of the bundle")
             expected[path] = by_file_name[stem_label]
-        # The manifest records each sample's label too: both must agree.
+        # The manifest records each sample's label too (both must agree), and PyTorch's prediction.
+        model_says = {}
         for rec in bundle.manifest.get("samples") or []:
             path = bundle.path / rec["file"]
             if path in expected and expected[path] != rec["label"]:
                 raise EdgeCNNError(f"{rec['file']}: manifest label {rec['label']!r} != file name label")
+            if path in expected and rec.get("reference_prediction") not in (None, rec["label"]):
+                model_says[path] = rec["reference_prediction"]
 
         if args.backend == "auto":
             precisions = ["auto"]
@@ -65,18 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         for precision in precisions:
             with Classifier(bundle, backend=args.backend, precision=precision, threads=args.threads) as clf:
                 used = clf.describe()
-                wrong = []
+                wrong, model_mistakes = [], []
                 for path, label in expected.items():
                     got = clf.predict(str(path)).label
-                    if got != label:
-                        wrong.append(f"{path.name}: predicted {got!r}")
-                print(
+                    if got == label:
+                        continue
+                    if got == model_says.get(path):
+                        model_mistakes.append(f"{path.name} -> {got!r}")
+                    else:
+                        extra = f" (PyTorch: {model_says[path]!r})" if path in model_says else ""
+                        wrong.append(f"{path.name}: predicted {got!r}, label {label!r}{extra}")
+                correct = len(expected) - len(wrong) - len(model_mistakes)
+                line = (
                     f"[classify_samples] {platform.machine()}: {used['backend']} {used['version']}, "
-                    f"{used['artifact']} ({used['precision']}): "
-                    f"{len(expected) - len(wrong)}/{len(expected)} samples correct"
+                    f"{used['artifact']} ({used['precision']}): {correct}/{len(expected)} samples correct"
                 )
-                for line in wrong:
-                    print(f"[classify_samples]   WRONG {line}")
+                if model_mistakes:
+                    line += f"; the source PyTorch model misclassifies the rest identically: {', '.join(model_mistakes)}"
+                print(line)
+                for w in wrong:
+                    print(f"[classify_samples]   WRONG {w}")
                 failures += len(wrong)
         return 1 if failures else 0
     except EdgeCNNError as e:

@@ -85,8 +85,13 @@ def _load_data(name: str, data_root: str | None):
     return load_dataset(name, data_root) if data_root else load_dataset(name)
 
 
-def _write_samples(stage: Path, ds, classes: list[str], per_class: int) -> list[dict]:
-    """A few real held-out test images as PNG, so a device can check itself without a dataset."""
+def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
+                   reference_pred: np.ndarray | None = None) -> list[dict]:
+    """A few real held-out test images as PNG, so a device can check itself without a dataset.
+
+    `reference_pred` (PyTorch's class per test image, in test order) is recorded per sample as
+    `reference_prediction`, so a device check can tell the model's own mistakes from device errors.
+    """
     import cv2
 
     images, labels = ds.split("test")
@@ -102,7 +107,10 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int) -> list[
             file = f"samples/{safe}_{i}.png"
             if not cv2.imwrite(str(stage / file), img):
                 raise EdgeCNNError(f"cannot write {file}")
-            records.append({"file": file, "label": name, "class_index": c})
+            rec = {"file": file, "label": name, "class_index": c}
+            if reference_pred is not None and idx < len(reference_pred):
+                rec["reference_prediction"] = classes[int(reference_pred[idx])]
+            records.append(rec)
     return records
 
 
@@ -244,7 +252,8 @@ def export_bundle(
             "verification": {"dataset": dataset, "split": "test", "samples": int(len(y_test)),
                              "max_drop_points": max_drop},
             "calibration": None,
-            "samples": _write_samples(stage, ds, list(ckpt["classes"]), SAMPLES_PER_CLASS),
+            "samples": _write_samples(stage, ds, list(ckpt["classes"]), SAMPLES_PER_CLASS,
+                                      reference.argmax(1)),
             "tool_versions": tool_versions(),
         }
         if x_calib is not None:
