@@ -94,21 +94,43 @@ for fs in proc dev sys; do
 done
 cp -L /etc/resolv.conf "$ROOTFS/etc/resolv.conf"  # pip inside needs DNS
 
-# qemu-user passes the host's x86 /proc/cpuinfo through; the cpuinfo library inside LiteRT/XNNPACK and
-# onnxruntime finds no Arm cores in it and segfaults. Show the emulated programs an Arm description
-# (Cortex-A72, like a Pi 4, one entry per host CPU). A real board needs none of this.
+# Which Arm CPU the emulator plays. Not qemu's default "max" CPU: that one has SME (Armv9), which no
+# Raspberry Pi or Jetson has, and with it LiteRT's int8 kernels return wrong results under qemu 7.2
+# (fp32 and onnxruntime stay correct; whether qemu's SME emulation or the SME kernels are at fault
+# cannot be told here). The samples are classified as a Cortex-A72 (Pi 4: Armv8.0) and as a
+# Cortex-A76 (Pi 5: Armv8.2 with dot product), which take different int8 kernel paths.
+# qemu-user also passes the host's x86 /proc/cpuinfo through, in which the cpuinfo library inside
+# LiteRT and onnxruntime finds no Arm core and segfaults: a matching Arm /proc/cpuinfo is
+# bind-mounted over it (its content rewritten per CPU model). A real board needs none of this.
+declare -A CPU_PART=([cortex-a72]=0xd08 [cortex-a76]=0xd0b)
+declare -A CPU_FEATURES=(
+  [cortex-a72]="fp asimd evtstrm crc32 cpuid"
+  [cortex-a76]="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+)
+QEMU_CPU=""
+emulate_cpu() {  # emulate_cpu cortex-a72|cortex-a76
+  QEMU_CPU="$1"
+  local i
+  {
+    for ((i = 0; i < $(nproc); i++)); do
+      printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: 0x41\n' "$i" "${CPU_FEATURES[$1]}"
+      printf 'CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: %s\nCPU revision\t: 1\n\n' "${CPU_PART[$1]}"
+    done
+  } >"$CACHE/cpuinfo.aarch64"  # same inode: the bind mount shows the new content
+}
 if [ "$HOST_ARCH" != aarch64 ]; then
-  : >"$CACHE/cpuinfo.aarch64"
-  for ((i = 0; i < $(nproc); i++)); do
-    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >>"$CACHE/cpuinfo.aarch64"
-  done
+  EMULATED_CPUS=(cortex-a72 cortex-a76)
+  emulate_cpu cortex-a76
   mount --bind "$CACHE/cpuinfo.aarch64" "$ROOTFS/proc/cpuinfo"
   mounted+=("$ROOTFS/proc/cpuinfo")
+else
+  EMULATED_CPUS=(native)
 fi
 
 in_arm() {
-  chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt "$@"
+  local env=(HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
+  [ -n "$QEMU_CPU" ] && env+=("QEMU_CPU=$QEMU_CPU")  # read by qemu-aarch64 (binfmt) when it starts
+  chroot "$ROOTFS" /usr/bin/env -i "${env[@]}" "$@"
 }
 arch_inside="$(in_arm uname -m)"
 [ "$arch_inside" = aarch64 ] || die "the rootfs runs as $arch_inside, expected aarch64"
@@ -150,12 +172,17 @@ for extra in "${EXTRAS[@]}"; do
   if in_arm "$venv/bin/python" -c "import torch" 2>/dev/null; then
     die "torch got installed by edgecnn[$extra]: the device side must not need it"
   fi
-  say "classifying $(basename "$BUNDLE")/samples with backend=$backend (edgecnn[$extra], aarch64)"
-  if ! in_arm "$venv/bin/python" "$SRC/devices/classify_samples.py" /opt/bundle --backend "$backend"; then
-    status=1
-  fi
+  for cpu in "${EMULATED_CPUS[@]}"; do
+    [ "$cpu" = native ] || emulate_cpu "$cpu"
+    say "classifying $(basename "$BUNDLE")/samples with backend=$backend (edgecnn[$extra], aarch64, CPU: $cpu)"
+    if ! in_arm "$venv/bin/python" "$SRC/devices/classify_samples.py" /opt/bundle --backend "$backend"; then
+      status=1
+    fi
+  done
+  [ "$HOST_ARCH" = aarch64 ] || emulate_cpu cortex-a76
 done
 
 [ "$status" -eq 0 ] || die "some samples were misclassified or a backend failed (see above)"
-say "OK: edgecnn[tflite] and edgecnn[onnx] install on aarch64 and classify every sample correctly"
+say "OK: edgecnn[tflite] and edgecnn[onnx] install on aarch64, and every sample got its label (or, where the"
+say "    source PyTorch model itself errs, exactly PyTorch's answer) with every precision and emulated CPU"
 say "(run under qemu-user emulation: no timing from this run describes a real Arm board)"
