@@ -160,7 +160,8 @@ def prune_model(model: nn.Module, example: torch.Tensor, settings: PruneSettings
 def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, finetune_epochs: int,
                      out: str | os.PathLike, data: str | None = None, data_root: str | None = None,
                      lr: float | None = None, train_limit: int | None = None, eval_limit: int | None = None,
-                     threads: int = 1, report: bool = True, log: Callable[[str], None] = print) -> Path:
+                     threads: int = 1, report: bool = True, latency_runs: int = 200,
+                     log: Callable[[str], None] = print) -> Path:
     """`edgecnn prune`: prune + fine-tune a checkpoint, write pruned.pt and the report into `out`.
 
     The input checkpoint is only read. `out` is built in a staging directory and appears only
@@ -203,7 +204,7 @@ def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, 
             from .report import compare_models, write_report
 
             rows = compare_models({"original": (model, src), "pruned": (pruned, ckpt)}, ds, threads=threads,
-                                  eval_limit=eval_limit, log=log)
+                                  runs=latency_runs, eval_limit=eval_limit, log=log)
             write_report(stage, rows, title=f"{src['model']['name']}: structured pruning {settings.ratio:.0%}")
     log(f"wrote {out / 'pruned.pt'} (test top-1 {acc:.4f})")
     return out / "pruned.pt"

@@ -128,7 +128,10 @@ def quantized_graph(ckpt: dict, fold_weights: bool = False) -> torch.fx.GraphMod
         raise EdgeCNNError(f"QAT state does not fit this model's graph ({len(recorded)} recorded vs {len(expected)} "
                            "fake-quant tensors); was it made by another torch/torchao version?")
     prepared.load_state_dict(recorded, strict=False)
-    return convert(prepared, fold_weights)
+    graph = convert(prepared, fold_weights)
+    for m in graph.modules():  # the graph is already in eval form; say so to exporters that check the flag
+        m.training = False
+    return graph
 
 
 # --------------------------------------------------------------------------------------------
