@@ -1,9 +1,194 @@
-"""Subcommands of the runtime area (placeholder until the area lands)."""
+"""`edgecnn run` (real-time classification) and `edgecnn classify` (image files). No torch here."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+BACKEND_CHOICES = ("auto", "onnxruntime", "litert", "tensorrt")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="bundle directory written by `edgecnn export`")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                   help="inference backend (default auto: TensorRT on Jetson with a built engine, LiteRT on Arm, "
+                        "onnxruntime on x86)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="artifact precision (default auto: int8 when the bundle verified it within 1 point of fp32)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: its own)")
+    p.add_argument("--top-k", type=int, default=5, help="labels to report per image (default 5)")
+    p.add_argument("--device", metavar="PROFILE", default=None,
+                   help="apply a device profile (edgecnn info lists them): backend, precision, threads, camera")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands; handlers import heavy libraries lazily."""
+    """Add `run` and `classify`; handlers import the backends only when they run."""
+    p = sub.add_parser("run", help="classify a camera, stream, video or image folder in real time",
+                       description="Real-time classification. SOURCE: camera index or /dev/videoN, csi://0 "
+                                   "(Jetson), picamera2://0 (Pi), rtsp://... or http://..., a video file, "
+                                   "an image folder or glob.")
+    _add_model_args(p)
+    p.add_argument("--source", default=None, help="frame source URI (default: the device profile's camera)")
+    p.add_argument("--headless", action="store_true", help="no window: one JSON line per frame on stdout")
+    p.add_argument("--save", metavar="OUT.mp4", default=None, help="also write the annotated video here")
+    p.add_argument("--serve", metavar="HOST:PORT", nargs="?", const="127.0.0.1:8080", default=None,
+                   help="serve an MJPEG stream over HTTP (default 127.0.0.1:8080, localhost only)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play files/folders at their frame rate like a camera (late frames are dropped)")
+    p.add_argument("--roi", metavar="X,Y,W,H", default=None, help="classify only this region of each frame")
+    p.add_argument("--center-crop", action="store_true", help="classify the central square of the frame (or ROI)")
+    p.add_argument("--smooth", metavar="ALPHA", type=float, default=None,
+                   help="EMA smoothing of probabilities over frames; ALPHA in (0,1] is the newest frame's weight")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--size", metavar="WxH", default=None, help="camera capture size, e.g. 1280x720")
+    p.add_argument("--reconnect-timeout", type=float, default=30.0,
+                   help="seconds to keep retrying a lost live source before giving up (default 30)")
+    p.add_argument("--report", metavar="PATH.json", default=None, help="write the run summary as JSON")
+    p.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("classify", help="classify image files with a bundle",
+                       description="Classify image files; prints the top-k labels per file.")
+    _add_model_args(c)
+    c.add_argument("images", nargs="+", help="image files")
+    c.add_argument("--json", action="store_true", help="one JSON line per image")
+    c.set_defaults(func=cmd_classify)
+
+
+def _setup_logging() -> None:
+    import os
+
+    # FFmpeg's own messages ("moov atom not found") would repeat our one-line errors.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    logger = logging.getLogger("edgecnn.runtime")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("edgecnn: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:  # OpenCV's own warnings (failed opens) would repeat our one-line errors
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass
+
+
+def _apply_device_profile(args: argparse.Namespace) -> dict | None:
+    """--device PROFILE: fill unset backend/precision/threads/source from edgecnn.devices."""
+    if not args.device:
+        return None
+    from ..errors import EdgeCNNError
+
+    try:
+        from ..devices.profiles import apply_profile, load_profile
+    except ImportError:
+        raise EdgeCNNError("--device needs edgecnn.devices, which this installation lacks") from None
+    profile = load_profile(args.device)
+    applied = apply_profile(args, profile)
+    if applied:
+        shown = ", ".join(f"{k}={v}" for k, v in applied.items())
+        print(f"edgecnn: device profile {args.device}: {shown}", file=sys.stderr)
+    return profile
+
+
+def _open_classifier(args: argparse.Namespace, profile: dict | None) -> Any:
+    from ..errors import EdgeCNNError
+    from .classifier import Classifier
+
+    backend = args.backend or "auto"
+    precision = args.precision or "auto"
+    try:
+        return Classifier(args.bundle, backend=backend, precision=precision, threads=args.threads, top_k=args.top_k)
+    except EdgeCNNError as e:
+        fallback = ((profile or {}).get("runtime") or {}).get("fallback_backend")
+        if not fallback or fallback == backend:
+            raise
+        print(f"edgecnn: {e}; trying the profile's fallback backend {fallback}", file=sys.stderr)
+        return Classifier(args.bundle, backend=fallback, precision="auto", threads=args.threads, top_k=args.top_k)
+
+
+def _sigterm_as_interrupt() -> None:
+    """`kill`/systemd stop finish the run like Ctrl-C: summary printed, video saved."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
+
+
+def _size(text: str | None) -> tuple[int | None, int | None]:
+    from ..errors import EdgeCNNError
+
+    if not text:
+        return None, None
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise EdgeCNNError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
+    return int(w), int(h)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..errors import EdgeCNNError
+    from .app import RunOptions, check_options, open_run_source, parse_roi, run
+
+    _setup_logging()
+    profile = _apply_device_profile(args)
+    if args.source is None:
+        raise EdgeCNNError("--source is required (a camera index, /dev/videoN, csi://0, a video, a folder, a URL)")
+    width, height = _size(args.size)
+    opts = RunOptions(
+        source=str(args.source), top_k=args.top_k, headless=args.headless, save=args.save, serve=args.serve,
+        realtime=args.realtime, roi=parse_roi(args.roi) if args.roi else None, center_crop=args.center_crop,
+        smooth=args.smooth, max_frames=args.max_frames, report=args.report,
+        reconnect_timeout=args.reconnect_timeout, width=width, height=height,
+    )
+    check_options(opts)
+    from ..bundle import Bundle
+
+    Bundle.load(args.bundle)  # a bad bundle is reported before a camera is opened
+    source = open_run_source(opts)
+    try:
+        clf = _open_classifier(args, profile)
+    except BaseException:
+        source.close()
+        raise
+    d = clf.describe()
+    total = f", {source.frame_count} frames" if source.frame_count else ""
+    opts.banner = (f"edgecnn: {d['name']}: {d['backend']} {d['version']}, {d['artifact']} ({d['precision']}, "
+                   f"threads {d['threads'] or 'default'}; {d['why']}); source: {source.describe}{total}")
+    _sigterm_as_interrupt()
+    try:
+        run(clf, opts, source)
+    finally:
+        clf.close()
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from ..errors import EdgeCNNError
+
+    _setup_logging()
+    profile = _apply_device_profile(args)
+    if args.top_k < 1:
+        raise EdgeCNNError(f"--top-k must be at least 1, got {args.top_k}")
+    clf = _open_classifier(args, profile)
+    try:
+        for path in args.images:
+            result = clf.predict(path)
+            if args.json:
+                print(json.dumps({"file": path, **result.to_dict()}, separators=(",", ":")), flush=True)
+            else:
+                shown = ", ".join(f"{label} {100 * p:.1f}%" for label, p in result.top)
+                print(f"{path}: {shown}", flush=True)
+    finally:
+        clf.close()
+    return 0

@@ -1,0 +1,223 @@
+"""Where results go: an OpenCV window, JSON lines on stdout, a video file, an MJPEG stream over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+
+from ..errors import EdgeCNNError
+
+log = logging.getLogger("edgecnn.runtime")
+
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+
+
+class Sink:
+    """`write` returns False when the user asked to stop (window closed, 'q' pressed)."""
+
+    wants_image = True  # False: the overlay need not be drawn for this sink
+
+    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self, ok: bool = True) -> None:
+        pass
+
+
+class JsonLinesSink(Sink):
+    """One JSON object per frame on a stream (stdout), flushed so pipes see it at once."""
+
+    wants_image = False
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
+        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.stream.flush()
+        return True
+
+
+def display_available() -> bool:
+    """A desktop to show a window on (X11/Wayland), and an OpenCV with GUI support."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        cv2.namedWindow("edgecnn-probe", cv2.WINDOW_AUTOSIZE)
+        cv2.destroyWindow("edgecnn-probe")
+        return True
+    except cv2.error:  # opencv-python-headless has no GUI
+        return False
+
+
+class WindowSink(Sink):
+    def __init__(self, title: str = "edgecnn"):
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+
+    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
+        cv2.imshow(self.title, image)
+        key = cv2.waitKey(1) & 0xFF
+        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        return key not in (ord("q"), 27) and visible
+
+    def close(self, ok: bool = True) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.title)
+
+
+class VideoSink(Sink):
+    """cv2.VideoWriter into a hidden temp file next to `path`, renamed into place on close: a video
+    that is there is complete; a failed run leaves none. Frames are resized to the first frame's size."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in VIDEO_CODECS:
+            raise EdgeCNNError(f"--save {self.path}: unsupported video type; use one of {', '.join(VIDEO_CODECS)}")
+        if not self.path.parent.is_dir():
+            raise EdgeCNNError(f"--save {self.path}: folder {self.path.parent} does not exist")
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{ext}")
+        self.fps = fps if fps and fps > 0 else 10.0
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
+        if self.writer is None:
+            self.size = (image.shape[1], image.shape[0])
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+            self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self.size)
+            if not self.writer.isOpened():
+                raise EdgeCNNError(f"--save {self.path}: OpenCV cannot write this video type here")
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(image)
+        self.frames += 1
+        return True
+
+    def close(self, ok: bool = True) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if ok and self.frames and self.tmp.exists():
+            os.replace(self.tmp, self.path)
+            log.info("saved %d frames to %s", self.frames, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+def parse_address(addr: str) -> tuple[str, int]:
+    """'127.0.0.1:8080', ':8080' or '8080' -> (host, port); the host defaults to localhost."""
+    host, _, port = addr.rpartition(":") if ":" in addr else ("", "", addr)
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise EdgeCNNError(f"--serve {addr!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
+class MjpegSink(Sink):
+    """An HTTP server in a thread: / (a page), /stream (multipart MJPEG), /frame.jpg (the newest frame).
+
+    Frames are JPEG-encoded by the request threads, only when someone is watching.
+    """
+
+    def __init__(self, addr: str, quality: int = 80):
+        host, port = parse_address(addr)
+        self._cond = threading.Condition()
+        self._image: np.ndarray | None = None
+        self._seq = 0
+        self._jpeg: tuple[int, bytes] = (-1, b"")
+        self._closed = False
+        self.quality = quality
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, fmt: str, *args: Any) -> None:  # keep stdout/stderr for our own output
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                path = self.path.split("?", 1)[0]
+                if path in ("/", "/index.html"):
+                    body = b'<html><body style="margin:0;background:#000"><img src="/stream" style="max-width:100%"></body></html>'
+                    self._send(200, "text/html", body)
+                elif path in ("/frame.jpg", "/snapshot.jpg"):
+                    seq, jpeg = sink.wait_jpeg(-1, timeout=10)
+                    if jpeg:
+                        self._send(200, "image/jpeg", jpeg)
+                    else:
+                        self._send(503, "text/plain", b"no frame yet\n")
+                elif path == "/stream":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.end_headers()
+                    seq = -1
+                    try:
+                        while True:
+                            seq, jpeg = sink.wait_jpeg(seq, timeout=30)
+                            if not jpeg:
+                                break
+                            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                             + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _send(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            raise EdgeCNNError(f"--serve {addr}: cannot listen there ({e.strerror or e})") from None
+        self.server.daemon_threads = True
+        self.address = f"http://{host}:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="edgecnn-mjpeg", daemon=True)
+        self._thread.start()
+
+    def wait_jpeg(self, after: int, timeout: float) -> tuple[int, bytes]:
+        """The newest frame newer than `after`, as JPEG; (seq, b"") on timeout or after close."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or (self._image is not None and self._seq > after), timeout)
+            if self._closed or self._image is None or self._seq <= after:
+                return self._seq, b""
+            seq, image = self._seq, self._image
+            if self._jpeg[0] == seq:
+                return self._jpeg
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        jpeg = buf.tobytes() if ok else b""
+        with self._cond:
+            self._jpeg = (seq, jpeg)
+        return seq, jpeg
+
+    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
+        with self._cond:
+            self._image = image
+            self._seq += 1
+            self._cond.notify_all()
+        return True
+
+    def close(self, ok: bool = True) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=2)
+
