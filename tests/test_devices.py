@@ -342,3 +342,43 @@ def test_devices_side_never_imports_torch() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the on-device self-check (devices/classify_samples.py) on the shared exported bundle -------------
+
+
+def _classify_samples():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "devices" / "classify_samples.py"
+    spec = importlib.util.spec_from_file_location("classify_samples", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("backend", ["litert", "onnxruntime"])
+def test_sample_self_check_passes_on_a_real_bundle(digits_bundle: Path, backend: str, capsys) -> None:
+    pytest.importorskip({"litert": "ai_edge_litert", "onnxruntime": "onnxruntime"}[backend])
+    assert _classify_samples()([str(digits_bundle), "--backend", backend, "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("(")[1].split(")")[0] for line in lines] == ["fp32", "int8"]
+    for line in lines:
+        assert f"{backend} " in line and "/20 samples correct" in line
+
+
+def test_sample_self_check_catches_a_wrong_answer(digits_bundle: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    # A real image that PyTorch classifies correctly, relabelled as another class by its file name:
+    # the device's right answer now disagrees with the name, and the check must fail on it.
+    rec = next(r for r in manifest["samples"] if r.get("reference_prediction") == r["label"])
+    other = next(c for c in manifest["classes"] if c != rec["label"])
+    manifest["samples"] = []  # judged by file names alone
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / rec["file"]).rename(bundle / f"samples/{other}_99.png")
+    assert _classify_samples()([str(bundle), "--backend", "onnxruntime", "--threads", "1"]) == 1
+    assert f"WRONG {other}_99.png: predicted {rec['label']!r}, label {other!r}" in capsys.readouterr().out
