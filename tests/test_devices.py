@@ -7,6 +7,7 @@ lists Arm "CPU part" codes, Jetsons carry /etc/nv_tegra_release).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def pi4_root(tmp_path: Path) -> Path:
     write(tmp_path, "etc/os-release", DEBIAN_OS)
     video_node(tmp_path, 0, "HD USB Camera: HD USB Camera", index=0)
     video_node(tmp_path, 1, "HD USB Camera: HD USB Camera", index=1)  # UVC metadata node
+    video_node(tmp_path, 2, "unicam-image")  # CSI receiver: raw Bayer, only through libcamera
     video_node(tmp_path, 10, "bcm2835-codec-decode")
     video_node(tmp_path, 14, "bcm2835-isp")
     return tmp_path
@@ -116,6 +118,8 @@ def test_pi5_detected_from_sys_firmware_and_isp_nodes_skipped(pi5_root: Path) ->
     assert info["board"] == "Raspberry Pi 5 Model B Rev 1.0"
     assert info["cpu"]["model"] == "4x Cortex-A76"
     assert [c for c in info["cameras"] if c["kind"] != "picamera2"] == []
+    if importlib.util.find_spec("picamera2") is None:  # the CSI receiver is there, its Python API is not
+        assert any("sudo apt install python3-picamera2" in n for n in info["notes"])
     assert info["suggested_profile"] == "rpi5"
 
 
@@ -170,6 +174,7 @@ def test_x86_machine_with_none_of_the_files(tmp_path: Path) -> None:
     assert info["os"] == {"name": None, "version_id": None, "pretty_name": None, "codename": None}
     assert [c for c in info["cameras"] if c["kind"] != "picamera2"] == []
     assert info["suggested_profile"] == "linux-x86_64"
+    assert info["notes"] == []
 
 
 def test_unreadable_and_garbled_files_do_not_break_detection(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def format_info(info: dict[str, Any]) -> str:
         if profile
         else f"{'profile':<11} none fits (32-bit OS or unknown architecture: edgecnn's backends need 64-bit)"
     )
+    lines += [f"{'note':<11} {n}" for n in info.get("notes", [])]
     return "\n".join(lines)
 
 

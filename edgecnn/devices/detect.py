@@ -80,15 +80,9 @@ L4T_TO_JETPACK = {
 JETPACK_MAJOR_BY_L4T_MAJOR = {"32": "4", "34": "5 (developer preview)", "35": "5", "36": "6", "38": "7"}
 
 # V4L2 nodes on a Raspberry Pi that are codecs/ISPs, not cameras.
-PI_INTERNAL_VIDEO_NODES = (
-    "bcm2835-codec",
-    "bcm2835-isp",
-    "rpivid",
-    "pispbe",
-    "rp1-cfe",
-    "hevc",
-    "unicam-embedded",
-)
+PI_INTERNAL_VIDEO_NODES = ("bcm2835-codec", "bcm2835-isp", "rpivid", "rpi-hevc", "pispbe", "hevc")
+# The Pi's CSI receivers: raw sensor data that only libcamera (Picamera2) turns into images.
+PI_CSI_RECEIVER_NODES = ("unicam", "rp1-cfe")
 
 # Python distributions that provide each backend (first one installed wins).
 BACKEND_DISTRIBUTIONS = {
@@ -222,9 +216,12 @@ def detect_jetson(root: Path, model: str | None, compat: list[str]) -> dict[str,
     }
 
 
-def detect_cameras(root: Path, on_jetson: bool) -> list[dict[str, Any]]:
-    """V4L2 capture devices (skipping Pi codec/ISP nodes and metadata nodes); CSI sensors on a Jetson."""
+def detect_cameras(root: Path, on_jetson: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """(cameras, notes): V4L2 capture devices (skipping Pi codec/ISP/CSI-receiver and metadata
+    nodes), CSI sensors on a Jetson, and Picamera2 when importable."""
     cameras: list[dict[str, Any]] = []
+    notes: list[str] = []
+    pi_csi = False
     try:
         nodes = sorted((root / "dev").glob("video*"), key=lambda p: (len(p.name), p.name))
     except OSError:
@@ -240,6 +237,9 @@ def detect_cameras(root: Path, on_jetson: bool) -> list[dict[str, Any]]:
             continue
         if name and any(name.startswith(p) for p in PI_INTERNAL_VIDEO_NODES):
             continue
+        if name and any(name.startswith(p) for p in PI_CSI_RECEIVER_NODES):
+            pi_csi = True
+            continue
         device = f"/dev/{node.name}"
         if on_jetson and name and name.startswith("vi-output"):
             # Jetson CSI sensors ("vi-output, imx219 7-0010") are read through nvarguscamerasrc.
@@ -249,7 +249,12 @@ def detect_cameras(root: Path, on_jetson: bool) -> list[dict[str, Any]]:
             cameras.append({"kind": "v4l2", "uri": f"v4l2://{device}", "device": device, "name": name})
     if importlib.util.find_spec("picamera2") is not None:
         cameras.append({"kind": "picamera2", "uri": "picamera2://0", "device": None, "name": "Picamera2"})
-    return cameras
+    elif pi_csi:
+        notes.append(
+            "the Raspberry Pi camera interface is active, but Picamera2 is not importable from this Python: "
+            "sudo apt install python3-picamera2, in a venv made with --system-site-packages"
+        )
+    return cameras, notes
 
 
 def _distribution_version(names: tuple[str, ...]) -> str | None:
@@ -358,6 +363,7 @@ def detect(root: str | os.PathLike = "/", machine: str | None = None) -> dict[st
         cpu["cores"] = os.cpu_count()
     cpu["arch"] = arch
     backends = backends_present()
+    cameras, notes = detect_cameras(root, on_jetson=jetson is not None)
     return {
         "schema": SCHEMA,
         "family": family,
@@ -368,8 +374,9 @@ def detect(root: str | os.PathLike = "/", machine: str | None = None) -> dict[st
         "os": parse_os_release(_read_text(root, "etc/os-release")),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "cameras": detect_cameras(root, on_jetson=jetson is not None),
+        "cameras": cameras,
         "backends": backends,
         "precisions": precisions_for(backends, jetson),
         "suggested_profile": profile,
+        "notes": notes,
     }
