@@ -24,6 +24,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _plain_log_ticks(axis: Any) -> None:
+    """Log axes label ticks as 0.02, 0.5, 3 instead of 2x10^-2 (and without crowded minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig: Any, path: str | Path) -> Path:
     plt = _pyplot()
     buf = io.BytesIO()
@@ -57,10 +66,12 @@ def latency_plot(report: dict, path: str | Path) -> Path:
         xs = np.sort(np.asarray(r["samples_ms"], dtype=float))
         ax_c.plot(xs, np.arange(1, len(xs) + 1) / len(xs), linewidth=1.4, label=_label(r))
     ax_h.set_xscale("log")
+    _plain_log_ticks(ax_h.xaxis)
     ax_h.set_xlabel("latency (ms, log), up to p99.5")
     ax_h.set_ylabel("runs")
     ax_h.set_title("latency histogram")
     ax_c.set_xscale("log")
+    _plain_log_ticks(ax_c.xaxis)
     ax_c.set_xlabel("latency (ms, log)")
     ax_c.set_ylabel("fraction of runs")
     ax_c.set_title("latency CDF")
@@ -111,6 +122,7 @@ def compare_plot(labels: Sequence[str], p50: Sequence[float], p90: Sequence[floa
     ax.scatter(p90, y, marker="|", s=200, color="black", label="p90")
     ax.set_yticks(y, labels=labels, fontsize=7)
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("latency (ms, log)")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
@@ -147,12 +159,14 @@ def pareto_plot(labels: Sequence[str], latency_ms: Sequence[float], accuracy: Se
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.5))
     ax.scatter(latency_ms, [100 * a for a in accuracy], color="tab:blue", zorder=3)
-    for lab, x, a in zip(labels, latency_ms, accuracy):
-        ax.annotate(lab, (x, 100 * a), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for i, (lab, x, a) in enumerate(zip(labels, latency_ms, accuracy)):
+        # alternate above/below so labels of neighbouring points do not overprint
+        ax.annotate(lab, (x, 100 * a), textcoords="offset points", xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)
     front = pareto_front(latency_ms, accuracy)
     ax.plot([latency_ms[i] for i in front], [100 * accuracy[i] for i in front], color="tab:red",
             linestyle="--", label="Pareto front", zorder=2)
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("p50 latency per image (ms, log)")
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(title)
