@@ -246,3 +246,30 @@ def test_report_latency_is_measured_interleaved(tmp_path, digits):
     assert lat["s"]["runs"] == lat["w"]["runs"] == 50
     for stats in lat.values():
         assert 0 < stats["median_ms"] <= stats["p90_ms"]
+
+
+def test_interrupted_iterative_prune_resumes_after_the_last_round(digits_ckpt, tmp_path):
+    from edgecnn.compress.prune import PruneSettings, channel_counts, prune_checkpoint
+    from edgecnn.train.checkpoint import load_checkpoint
+
+    settings = PruneSettings(ratio=0.5, iterative=2)
+    out = tmp_path / "p"
+
+    def interrupt_in_round_2(line: str) -> None:
+        if line.startswith("prune round 2/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prune_checkpoint(digits_ckpt, settings, finetune_epochs=0, out=out, report=False, log=interrupt_in_round_2)
+    assert not out.exists() and (tmp_path / ".p.rounds" / "round-1.pt").exists()
+
+    lines: list[str] = []
+    prune_checkpoint(digits_ckpt, settings, finetune_epochs=0, out=out, report=False, log=lines.append)
+    assert any(s.startswith("resuming: rounds 1..1 already done") for s in lines)
+    assert not any(s.startswith("prune round 1/2") for s in lines)
+    assert not (tmp_path / ".p.rounds").exists()  # cleaned up on success
+    resumed, _ = load_checkpoint(out / "pruned.pt")
+
+    fresh = tmp_path / "fresh"
+    prune_checkpoint(digits_ckpt, settings, finetune_epochs=0, out=fresh, report=False, log=lambda s: None)
+    assert channel_counts(resumed) == channel_counts(load_checkpoint(fresh / "pruned.pt")[0])

@@ -9,7 +9,10 @@ consistent network that is genuinely smaller (and, unlike masks, faster in every
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -139,22 +142,44 @@ def channel_counts(model: nn.Module) -> dict[str, int]:
             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
+def round_ratio(total: float, k: int, rounds: int) -> float:
+    """Ratio for round k (of the channels left) so that after k rounds total*k/rounds of the original are gone."""
+    keep_before, keep_after = 1 - total * (k - 1) / rounds, 1 - total * k / rounds
+    return 1 - keep_after / keep_before
+
+
 def prune_model(model: nn.Module, example: torch.Tensor, settings: PruneSettings,
                 finetune_round: Callable[[nn.Module, int], None] | None = None,
                 taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                log: Callable[[str], None] = print) -> nn.Module:
-    """Prune a copy of `model` in `settings.iterative` rounds, calling `finetune_round(model, k)` after each."""
+                log: Callable[[str], None] = print, start_round: int = 1,
+                original_channels: int | None = None,
+                on_round: Callable[[nn.Module, int], None] | None = None) -> nn.Module:
+    """Prune a copy of `model` in `settings.iterative` rounds, calling `finetune_round(model, k)` after each.
+
+    Each round is its own pruner (ratio of the channels left, see `round_ratio`), so a run can
+    resume at any round from a saved pruned checkpoint (`start_round`); `on_round` saves it.
+    """
+    settings.check()
     model = copy.deepcopy(model).cpu()
-    before = sum(channel_counts(model).values())
-    pruner = make_pruner(model, example, settings)
-    for k in range(1, settings.iterative + 1):
+    original = original_channels or sum(channel_counts(model).values())
+    for k in range(start_round, settings.iterative + 1):
+        step = dataclasses.replace(settings, ratio=round_ratio(settings.ratio, k, settings.iterative), iterative=1)
+        pruner = make_pruner(model, example, step)
         prune_step(pruner, model, example, settings.method, taylor_batches)
         now = sum(channel_counts(model).values())
-        log(f"prune round {k}/{settings.iterative}: {before} -> {now} channels "
-            f"({100 * (1 - now / before):.1f}% removed)")
+        log(f"prune round {k}/{settings.iterative}: {original} -> {now} channels "
+            f"({100 * (1 - now / original):.1f}% removed)")
         if finetune_round is not None:
             finetune_round(model, k)
+        if on_round is not None:
+            on_round(model, k)
     return model.eval()
+
+
+def _structure(pruned: nn.Module, source: nn.Module, settings: PruneSettings) -> dict:
+    return record_structure(pruned, ratio=settings.ratio, method=settings.method, global_pruning=settings.global_,
+                            round_to=settings.round_to, iterative=settings.iterative, ignored=settings.ignore,
+                            source_channels=channel_counts(source))
 
 
 def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, finetune_epochs: int,
@@ -165,10 +190,11 @@ def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, 
     """`edgecnn prune`: prune + fine-tune a checkpoint, write pruned.pt and the report into `out`.
 
     The input checkpoint is only read. `out` is built in a staging directory and appears only
-    when everything succeeded.
+    when everything succeeded. Each finished round is saved in `.OUT.rounds/` next to `out`; a
+    rerun with the same source and settings resumes after the last saved round.
     """
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
-    from ..utils import staged_directory
+    from ..utils import atomic_write_json, sha256_file, staged_directory
     from .common import checkpoint_dataset, derived_checkpoint, example_input, finetune, test_accuracy
 
     settings.check()
@@ -182,22 +208,41 @@ def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, 
     example = example_input(src)
     batches = _taylor_batches(ds, src["input"]) if settings.method == "taylor" else None
 
+    out = Path(out)
+    rounds_dir = out.parent / f".{out.name}.rounds"
+    run_key = {"source_sha256": sha256_file(checkpoint), "settings": dataclasses.asdict(settings),
+               "finetune_epochs": finetune_epochs, "lr": lr, "train_limit": train_limit, "data": ds.name}
+    start, current = 1, model
+    if (rounds_dir / "run.json").exists():
+        saved = json.loads((rounds_dir / "run.json").read_text())
+        done = sorted(int(p.stem.split("-")[1]) for p in rounds_dir.glob("round-*.pt"))
+        if saved == run_key and done:
+            current = model_from_checkpoint(read_checkpoint(rounds_dir / f"round-{done[-1]}.pt"))
+            start = done[-1] + 1
+            log(f"resuming: rounds 1..{done[-1]} already done ({rounds_dir})")
+        else:
+            shutil.rmtree(rounds_dir)
+    rounds_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(rounds_dir / "run.json", run_key)
+
     def finetune_round(m: nn.Module, k: int) -> None:
         if finetune_epochs:
             log(f"fine-tuning round {k}: {finetune_epochs} epoch(s) on '{ds.name}'")
             finetune(m, ds, src, finetune_epochs, lr=lr, train_limit=train_limit)
 
-    pruned = prune_model(model, example, settings, finetune_round, batches, log=log)
+    def save_round(m: nn.Module, k: int) -> None:
+        save_checkpoint(derived_checkpoint(m.eval(), src, structure=_structure(m, model, settings)),
+                        rounds_dir / f"round-{k}.pt")
+
+    pruned = prune_model(current, example, settings, finetune_round, batches, log=log, start_round=start,
+                         original_channels=sum(channel_counts(model).values()), on_round=save_round)
     acc = test_accuracy(pruned, ds, src["input"], eval_limit)
     ckpt = derived_checkpoint(
         pruned, src,
-        structure=record_structure(pruned, ratio=settings.ratio, method=settings.method, global_pruning=settings.global_,
-                                   round_to=settings.round_to, iterative=settings.iterative,
-                                   ignored=settings.ignore, source_channels=channel_counts(model)),
+        structure=_structure(pruned, model, settings),
         metrics={"test_acc": acc},
         compress={"step": "prune", "finetune_epochs": finetune_epochs, "source": str(checkpoint)},
     )
-    out = Path(out)
     with staged_directory(out) as stage:
         save_checkpoint(ckpt, stage / "pruned.pt")
         if report:
@@ -206,6 +251,7 @@ def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, 
             rows = compare_models({"original": (model, src), "pruned": (pruned, ckpt)}, ds, threads=threads,
                                   runs=latency_runs, eval_limit=eval_limit, log=log)
             write_report(stage, rows, title=f"{src['model']['name']}: structured pruning {settings.ratio:.0%}")
+    shutil.rmtree(rounds_dir, ignore_errors=True)
     log(f"wrote {out / 'pruned.pt'} (test top-1 {acc:.4f})")
     return out / "pruned.pt"
 
