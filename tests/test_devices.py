@@ -295,7 +295,7 @@ def test_apply_profile_fills_only_what_the_user_left_unset() -> None:
 
 
 def test_info_json_on_a_fake_pi4(pi4_root: Path, capsys) -> None:
-    assert main(["info", "--json", "--root", str(pi4_root)]) == 0
+    assert main(["info", "--json", "--root", str(pi4_root), "--arch", "aarch64"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["schema"] == "edgecnn.device/1"
     assert set(info) >= {
@@ -311,15 +311,17 @@ def test_info_json_on_a_fake_pi4(pi4_root: Path, capsys) -> None:
     assert info["board"] == "Raspberry Pi 4 Model B Rev 1.4"
     assert info["cpu"]["cores"] == 4
     assert any(c["uri"] == "v4l2:///dev/video0" for c in info["cameras"])
+    assert info["cpu"]["arch"] == "aarch64" and info["suggested_profile"] == "rpi4"
 
 
 def test_info_text_on_a_fake_orin(orin_root: Path, capsys) -> None:
-    assert main(["info", "--root", str(orin_root)]) == 0
+    assert main(["info", "--root", str(orin_root), "--arch", "aarch64"]) == 0
     out = capsys.readouterr().out
     assert "NVIDIA Jetson Orin Nano Developer Kit" in out
     assert "L4T 36.4.3, JetPack 6.2, SoC tegra234" in out
     assert "1 (7W)" in out
     assert "csi://0" in out
+    assert "profile     jetson-orin-nano" in out
 
 
 def test_info_bad_input_is_one_line(tmp_path: Path, capsys) -> None:

@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="read /proc, /sys, /etc and /dev under DIR instead of / (for inspecting a mounted image, or tests)",
     )
+    p.add_argument(
+        "--arch",
+        default=None,
+        metavar="ARCH",
+        help="with --root: that system's CPU architecture, e.g. aarch64 (default: this machine's)",
+    )
     p.set_defaults(func=cmd_info)
 
 
@@ -77,11 +83,15 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(f"{'cameras':<11} {cams[0]}")
     lines += [f"{'':<11} {c}" for c in cams[1:]]
     profile = info["suggested_profile"]
-    lines.append(
-        f"{'profile':<11} {profile}  (use: edgecnn run BUNDLE --device {profile}; details: edgecnn info --profile {profile})"
-        if profile
-        else f"{'profile':<11} none fits (32-bit OS or unknown architecture: edgecnn's backends need 64-bit)"
-    )
+    if profile:
+        lines.append(
+            f"{'profile':<11} {profile}  (use: edgecnn run BUNDLE --device {profile}; "
+            f"details: edgecnn info --profile {profile})"
+        )
+    elif info["family"] == "raspberry-pi":
+        lines.append(f"{'profile':<11} none: {cpu['arch']} is a 32-bit OS; install Raspberry Pi OS (64-bit)")
+    else:
+        lines.append(f"{'profile':<11} none for {cpu['arch']}: edgecnn's backends need x86-64 or 64-bit Arm")
     lines += [f"{'note':<11} {n}" for n in info.get("notes", [])]
     return "\n".join(lines)
 
@@ -134,6 +144,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if not Path(args.root).is_dir():
         raise EdgeCNNError(f"--root {args.root}: not a directory")
-    info = detect(args.root)
+    info = detect(args.root, machine=args.arch)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
