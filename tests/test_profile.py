@@ -149,3 +149,15 @@ def test_profile_and_report_bad_paths(tmp_path, capsys):
     assert main(["report", str(other)]) == 2
     err = capsys.readouterr().err
     assert "not an edgecnn profile report" in err and err.count("\n") == 1
+
+
+def test_missing_backend_is_listed_not_hidden(digits_bundle, monkeypatch):
+    import edgecnn.profile.profiler as profiler
+
+    real = profiler.available_backends()
+    monkeypatch.setattr(profiler, "available_backends", lambda: {**real, "litert": None})
+    report = profile_bundle(digits_bundle, precision="fp32", runs=5, warmup=1, progress=False, log=lambda s: None)
+    assert [r["artifact"] for r in report["results"]] == ["model.onnx"]
+    assert report["skipped"] == [{"artifact": "model.tflite", "backend": "litert",
+                                  "reason": report["skipped"][0]["reason"]}]
+    assert "not installed" in report["skipped"][0]["reason"]

@@ -25,7 +25,7 @@ import numpy as np
 from ..bundle import Artifact, Bundle
 from ..errors import EdgeCNNError
 from ..preprocess import load_image, preprocess
-from ..runtime.backends import BACKENDS, FORMAT_OF, available_backends, open_backend, select
+from ..runtime.backends import BACKENDS, FORMAT_OF, INSTALL_HINT, available_backends, open_backend, select
 from .environment import environment_record, temperatures
 from .perop import per_op_profile
 from .report import new_report
@@ -165,8 +165,8 @@ def plan_configurations(bundle: Bundle, backend: str = "auto", precision: str | 
         if not present[name]:
             if backend != "auto":
                 select(bundle, name, "auto")  # raises the runtime's one-line "not installed" message
-            skipped += [{"artifact": a.info["file"], "backend": name, "reason": "backend not installed here"}
-                        for a in arts]
+            reason = f"backend not installed here ({INSTALL_HINT[name]})"
+            skipped += [{"artifact": a.info["file"], "backend": name, "reason": reason} for a in arts]
             continue
         configs += [(a, name, {}) for a in arts]
     if not configs:
