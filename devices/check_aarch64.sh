@@ -2,9 +2,11 @@
 # Proves that the device install path works on 64-bit Arm, from an x86-64 machine:
 #   1. a Debian arm64 userland (debootstrap) run through qemu-user emulation (binfmt_misc),
 #   2. one venv per device extra, `pip install edgecnn[tflite]` and `pip install edgecnn[onnx]`, with the
-#      aarch64 wheels from PyPI (ai-edge-litert, onnxruntime, opencv-python-headless, numpy),
+#      aarch64 wheels from PyPI (ai-edge-litert, onnxruntime, opencv-python-headless, numpy), plus
+#      `edgecnn[tflite]` under numpy<2 as devices/setup_rpi.sh installs it next to apt's Picamera2,
 #   3. the reference bundle's sample images classified by each backend through edgecnn's runtime,
-#      every prediction checked against the label in the image's file name.
+#      every prediction checked against the label in the image's file name, on two emulated CPUs
+#      (Cortex-A72 as in a Pi 4, Cortex-A76 as in a Pi 5).
 # Timings under emulation say nothing about a real board, so none are printed.
 #
 # Usage (as root: debootstrap, chroot and binfmt_misc need it):
@@ -20,8 +22,10 @@ ROOTFS="$CACHE/rootfs"
 SUITE="${DEBIAN_SUITE:-bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 BUNDLE="${1:-$REPO/export/lenet5-digits}"
-EXTRAS=(tflite onnx)
-# The backends each extra must make usable (names as in edgecnn.runtime).
+# What gets installed, one venv each: "extra" or "extra:pip constraint". The third is what
+# devices/setup_rpi.sh installs next to apt's Picamera2 (which needs numpy 1.x).
+VARIANTS=(tflite onnx "tflite:numpy<2")
+# The backend each extra must make usable (names as in edgecnn.runtime).
 declare -A BACKEND_OF=([tflite]=litert [onnx]=onnxruntime)
 
 say() { echo "[check_aarch64] $*"; }
@@ -154,27 +158,32 @@ cp -r "$BUNDLE" "$ROOTFS/opt/bundle"
 
 # --- one venv per extra, then classify ------------------------------------------------------------
 status=0
-for extra in "${EXTRAS[@]}"; do
-  venv="/opt/venv-$extra"
+for variant in "${VARIANTS[@]}"; do
+  extra="${variant%%:*}"
+  pin=""
+  [ "$variant" = "$extra" ] || pin="${variant#*:}"
+  venv="/opt/venv-$extra${pin:+-pinned}"
+  label="edgecnn[$extra]${pin:+ with $pin}"
   backend="${BACKEND_OF[$extra]}"
   if [ ! -x "$ROOTFS$venv/bin/python" ]; then
     say "creating $venv"
     in_arm python3 -m venv "$venv"
   fi
-  say "pip install 'edgecnn[$extra]' into $venv (aarch64 wheels from PyPI; slow under emulation)"
+  echo "$pin" >"$ROOTFS$venv/constraints.txt"
+  say "pip install $label into $venv (aarch64 wheels from PyPI; slow under emulation)"
   # Binary wheels only for the heavy dependencies: a source build would mean no aarch64 wheel exists.
-  in_arm "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+  in_arm "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$venv/constraints.txt" \
     --only-binary=numpy,onnxruntime,ai-edge-litert,opencv-python-headless \
-    "${SRC}[$extra]" || die "pip install edgecnn[$extra] failed on aarch64"
+    "${SRC}[$extra]" || die "pip install $label failed on aarch64"
   in_arm "$venv/bin/python" -m pip list --disable-pip-version-check --format=freeze 2>/dev/null \
     | grep -iE '^(edgecnn|numpy|onnxruntime|ai-edge-litert|opencv-python-headless|tflite-runtime)==' \
-    | sed "s/^/[check_aarch64]   $extra: /"
+    | sed "s/^/[check_aarch64]   $label: /"
   if in_arm "$venv/bin/python" -c "import torch" 2>/dev/null; then
-    die "torch got installed by edgecnn[$extra]: the device side must not need it"
+    die "torch got installed by $label: the device side must not need it"
   fi
   for cpu in "${EMULATED_CPUS[@]}"; do
     [ "$cpu" = native ] || emulate_cpu "$cpu"
-    say "classifying $(basename "$BUNDLE")/samples with backend=$backend (edgecnn[$extra], aarch64, CPU: $cpu)"
+    say "classifying $(basename "$BUNDLE")/samples with backend=$backend ($label, aarch64, CPU: $cpu)"
     if ! in_arm "$venv/bin/python" "$SRC/devices/classify_samples.py" /opt/bundle --backend "$backend"; then
       status=1
     fi
@@ -183,6 +192,7 @@ for extra in "${EXTRAS[@]}"; do
 done
 
 [ "$status" -eq 0 ] || die "some samples were misclassified or a backend failed (see above)"
-say "OK: edgecnn[tflite] and edgecnn[onnx] install on aarch64, and every sample got its label (or, where the"
-say "    source PyTorch model itself errs, exactly PyTorch's answer) with every precision and emulated CPU"
+say "OK: edgecnn[tflite], edgecnn[onnx] and edgecnn[tflite] with numpy<2 install on aarch64, and every"
+say "    sample got its label (or, where the source PyTorch model itself errs, exactly PyTorch's answer)"
+say "    with every precision and emulated CPU"
 say "(run under qemu-user emulation: no timing from this run describes a real Arm board)"
