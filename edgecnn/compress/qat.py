@@ -33,21 +33,39 @@ from torch import nn
 
 from ..errors import EdgeCNNError
 
-SCHEME = "pt2e-x86inductor-int8act/1"
+SCHEME = "pt2e-x86inductor-int8act/2"
 FQ_PREFIX = "activation_post_process_"
 
 
 def qat_quantizer(is_qat: bool = True):
-    """X86InductorQuantizer with int8 (signed, affine) activations; per-channel symmetric int8 weights."""
+    """X86InductorQuantizer with int8 (signed, affine) activations; per-channel symmetric int8 weights.
+
+    Its conv(+BN)+add[+relu] fusion patterns are skipped: they leave the conv output unquantized for
+    Inductor's fused kernel, which ONNX/TFLite runtimes do not have (the residual blocks' projection
+    convs would run in float). Without them every conv is int8 and only the residual add is float.
+    """
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer,
         get_default_x86_inductor_quantization_config,
     )
 
+    class EdgeQuantizer(X86InductorQuantizer):
+        def _annotate_qat_conv2d_bn_binary_unary(self, *args, **kwargs) -> None:
+            pass
+
+        def _annotate_qat_conv2d_bn_binary(self, *args, **kwargs) -> None:
+            pass
+
+        def _annotate_conv2d_binary_unary(self, *args, **kwargs) -> None:
+            pass
+
+        def _annotate_conv2d_binary(self, *args, **kwargs) -> None:
+            pass
+
     cfg = get_default_x86_inductor_quantization_config(is_qat=is_qat)
     act = dataclasses.replace(cfg.input_activation, dtype=torch.int8, quant_min=-128, quant_max=127)
     cfg = dataclasses.replace(cfg, input_activation=act, output_activation=act)
-    return X86InductorQuantizer().set_global(cfg)
+    return EdgeQuantizer().set_global(cfg)
 
 
 def export_graph(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
@@ -219,7 +237,7 @@ def qat_checkpoint_dict(model: nn.Module, prepared: nn.Module, src: dict, **extr
     return derived_checkpoint(
         float_model.eval(), src,
         structure=src.get("structure"),
-        qat={"scheme": SCHEME, "quantizer": "torchao X86InductorQuantizer, int8 activations",
+        qat={"scheme": SCHEME, "quantizer": "torchao X86InductorQuantizer, int8 activations, no conv+add fusion",
              "torch": str(torch.__version__), "torchao": str(torchao.__version__),
              "fake_quant": fake_quant_state(prepared)},
         **extra,
