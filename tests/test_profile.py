@@ -33,7 +33,9 @@ def _check_result(r, runs):
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] < 1000
     assert r["throughput"]["images_per_s"] == pytest.approx(1000 * r["batch"] / lat["mean"])
     assert r["cold_start"]["load_ms"] > 0 and r["cold_start"]["first_inference_ms"] > 0
-    assert r["memory"]["peak_rss_mb"] >= r["memory"]["rss_after_load_mb"] > 0
+    mem = r["memory"]
+    assert mem["peak_rss_mb"] >= mem["rss_after_load_mb"] > 0
+    assert 0 <= mem["model_rss_mb"] == pytest.approx(mem["peak_rss_mb"] - mem["rss_before_load_mb"])
     assert r["file_size_bytes"] > 1000
 
 

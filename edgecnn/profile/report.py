@@ -14,7 +14,9 @@ A report (one `edgecnn profile` run) is a JSON object:
         cold_start    {load_ms, first_inference_ms}
         latency_ms    {count, p50, p90, p99, mean, std, min, max}   (model time only: run_raw on a prepared input)
         throughput    {inferences_per_s, images_per_s}              (1000 / mean latency, x batch)
-        memory        {rss_before_load_mb, rss_after_load_mb, peak_rss_mb, method ("psutil"|"getrusage")}
+        memory        {rss_before_load_mb, rss_after_load_mb, peak_rss_mb (whole process),
+                       model_rss_mb (peak minus before load: what this model added; null without psutil),
+                       method ("psutil" | "getrusage": lifetime peak only)}
         samples_ms    every measured latency, in order (for plots and re-analysis)
         per_op        null (not asked) | {available: true, source, runs, total_ms_per_run, by_type[], top_nodes[]}
                       | {available: false, reason}
@@ -132,8 +134,13 @@ def _peak(r: dict) -> str:
     return "-" if peak is None else f"{peak:.0f}"
 
 
+def _model_mb(r: dict) -> str:
+    added = (r.get("memory") or {}).get("model_rss_mb")
+    return "-" if added is None else f"{added:.1f}"
+
+
 RESULT_HEADER = ["artifact", "backend", "precision", "threads", "batch", "size MB", "load ms", "first ms",
-                 "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "FPS", "peak RSS MB"]
+                 "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "FPS", "peak RSS MB", "+model MB"]
 
 
 def result_row(r: dict) -> list[str]:
@@ -141,7 +148,7 @@ def result_row(r: dict) -> list[str]:
     return [r["artifact"], r["backend"], r["precision"], _threads(r), str(r["batch"]), _mb(r["file_size_bytes"]),
             format_ms(cold.get("load_ms")), format_ms(cold.get("first_inference_ms")),
             format_ms(lat["p50"]), format_ms(lat["p90"]), format_ms(lat["p99"]), format_ms(lat["mean"]),
-            format_ms(lat["std"]), f"{r['throughput']['images_per_s']:.1f}", _peak(r)]
+            format_ms(lat["std"]), f"{r['throughput']['images_per_s']:.1f}", _peak(r), _model_mb(r)]
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
