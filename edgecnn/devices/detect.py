@@ -271,7 +271,7 @@ def backends_present() -> dict[str, dict[str, Any]]:
     execution providers (CUDA/TensorRT on a Jetson build).
     """
     try:  # the runtime area's registry, when it is installed, is the reference
-        from ..runtime.backends import available_backends  # type: ignore[attr-defined]
+        from ..runtime.backends import available_backends
     except ImportError:
         available_backends = None
     found: dict[str, dict[str, Any]] = {}
