@@ -34,7 +34,7 @@ def test_prune_lenet_cli_finetunes_reloads_and_reports(digits_ckpt, tmp_path):
 
     before = sha256_file(digits_ckpt)
     out = tmp_path / "pruned"
-    assert run_cli("prune", digits_ckpt, "--ratio", "0.5", "--finetune-epochs", "2", "--out", out) == 0
+    assert run_cli("prune", digits_ckpt, "--ratio", "0.5", "--finetune-epochs", "1", "--out", out) == 0
     assert sha256_file(digits_ckpt) == before  # the input is only read
 
     source, _ = load_checkpoint(digits_ckpt)
@@ -145,7 +145,7 @@ def test_qat_lenet_exports_int8_onnx_and_tflite_near_fp32(digits_ckpt, digits, t
     from edgecnn.train.checkpoint import read_checkpoint
 
     out = tmp_path / "qat"
-    assert run_cli("qat", digits_ckpt, "--epochs", "1", "--out", out) == 0
+    assert run_cli("qat", digits_ckpt, "--epochs", "1", "--train-limit", "1200", "--out", out) == 0
     ckpt = read_checkpoint(out / "qat.pt")  # data only: loads with weights_only=True
     assert all(isinstance(v, torch.Tensor) for v in ckpt["qat"]["fake_quant"].values())
     acc = json.loads((out / "qat_report.json").read_text())["accuracy"]
