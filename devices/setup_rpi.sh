@@ -95,5 +95,7 @@ else
   say "no bundle at $BUNDLE: copy one from the host (edgecnn export ... --out DIR) and run: $0 DIR"
 fi
 PROFILE="$("$VENV/bin/python" -c 'from edgecnn.devices.detect import detect; print(detect()["suggested_profile"] or "linux-aarch64")')"
-say "ready. Live demo:   $VENV/bin/edgecnn run $BUNDLE --device $PROFILE --source picamera2://0"
+SOURCE=/dev/video0
+[ "$HAVE_PICAMERA2" = 1 ] && SOURCE=picamera2://0
+say "ready. Live demo:   $VENV/bin/edgecnn run $BUNDLE --device $PROFILE --source $SOURCE"
 say "       profile:     $VENV/bin/edgecnn profile $BUNDLE --device $PROFILE"
