@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=6, help="baseline training epochs")
     ap.add_argument("--ratio", type=float, default=0.5, help="channel pruning ratio (default 0.5)")
     ap.add_argument("--round-to", type=int, default=8)
-    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--eval-limit", type=int, help="test images (default: the whole test split)")
     ap.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads (default 1)")
     ap.add_argument("--latency-runs", type=int, default=500)
@@ -80,7 +80,8 @@ def main() -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nMobileNetV2 x{args.width} small-input, {args.img_size}px, {args.data} "
-          f"({subset or 'all'} train images, {summary['scale']['baseline_epochs']} epochs), "
+          f"({subset or 'all'} train images, "
+          f"{'baseline ' + str(best) if args.checkpoint else str(args.epochs) + ' epochs'}), "
           f"prune {args.ratio:.0%} round_to {args.round_to} + {args.finetune_epochs} fine-tune epochs")
     print(f"params {orig['params']:,} -> {pruned['params']:,}; MACs {orig['macs'] / 1e6:.1f}M -> "
           f"{pruned['macs'] / 1e6:.1f}M")
