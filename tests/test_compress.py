@@ -273,3 +273,20 @@ def test_interrupted_iterative_prune_resumes_after_the_last_round(digits_ckpt, t
     fresh = tmp_path / "fresh"
     prune_checkpoint(digits_ckpt, settings, finetune_epochs=0, out=fresh, report=False, log=lambda s: None)
     assert channel_counts(resumed) == channel_counts(load_checkpoint(fresh / "pruned.pt")[0])
+
+
+def test_compress_prune_then_qat_within_budget_rebuilds_int8(digits_ckpt, digits, tmp_path):
+    from edgecnn.compress.common import test_arrays
+    from edgecnn.compress.qat import graph_accuracy, quantized_graph
+    from edgecnn.train.checkpoint import read_checkpoint
+
+    out = tmp_path / "small"
+    assert run_cli("compress", digits_ckpt, "--ratio", "0.3", "--finetune-epochs", "1", "--qat-epochs", "1",
+                   "--train-limit", "1800", "--target-drop", "2.0", "--out", out) == 0
+    ckpt = read_checkpoint(out / "compressed.pt")
+    assert ckpt["structure"]["kind"] == "pruned" and ckpt["qat"]["fake_quant"]
+    report = json.loads((out / "compress_report.json").read_text())
+    assert report["final_drop_points"] <= 2.0
+    assert report["accuracy"]["qat_int8"] == pytest.approx(ckpt["metrics"]["int8_test_acc"])
+    x, y = test_arrays(digits, ckpt["input"])
+    assert graph_accuracy(quantized_graph(ckpt), x, y) == pytest.approx(ckpt["metrics"]["int8_test_acc"])
