@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,7 +96,6 @@ def _build_engine(args: argparse.Namespace) -> int:
     from .tensorrt import build_engine
 
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
-    path = build_engine(args.bundle, precision, workspace_mb=args.workspace, max_batch=args.max_batch,
+    build_engine(args.bundle, precision, workspace_mb=args.workspace, max_batch=args.max_batch,
                         rebuild=args.rebuild, log=_log)
-    print(path, file=sys.stdout)
     return 0
