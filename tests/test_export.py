@@ -12,7 +12,11 @@ from edgecnn.bundle import Bundle
 from edgecnn.errors import EdgeCNNError
 from edgecnn.utils import sha256_file
 
-from .conftest import run_cli
+
+def run_cli(*args) -> int:
+    from edgecnn.cli import main
+
+    return main([str(a) for a in args])
 
 
 def test_bundle_layout_and_manifest(digits_bundle, digits_ckpt):
@@ -100,16 +104,23 @@ def test_verify_command_remeasures_and_detects_corruption(digits_bundle, tmp_pat
 
 
 def test_export_fails_atomically_when_drop_exceeds_max(digits_ckpt, tmp_path, capsys):
-    # int8 calibrated on one image clips activations and loses accuracy; with --max-drop 0 the
-    # export must fail naming the artifact, and leave nothing behind.
+    # Calibrating int8 on blank frames (a real mistake: the wrong calibration folder) leaves the
+    # activation ranges far too narrow; the export must fail naming the artifact, leaving nothing.
+    import cv2
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "blank" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                cv2.imwrite(str(tmp_path / "blank" / split / cls / f"{i}.png"), np.zeros((20, 20), np.uint8))
     out = tmp_path / "b"
-    rc = run_cli("export", digits_ckpt, "--formats", "onnx", "--int8", "--calib", "digits", "--calib-size", "1",
-                 "--max-drop", "0", "--out", out)
+    rc = run_cli("export", digits_ckpt, "--formats", "onnx", "--int8", "--calib", f"folder:{tmp_path / 'blank'}",
+                 "--out", out)
     err = capsys.readouterr().err
     assert rc == 2, err
-    assert "model.int8.onnx" in err and "--max-drop 0" in err
+    assert "model.int8.onnx: accuracy" in err and "> --max-drop 1" in err
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.")]  # no staging left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.")]  # no staging dir left
 
 
 @pytest.mark.parametrize(
