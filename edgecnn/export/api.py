@@ -285,7 +285,7 @@ def _tensorrt_block(stage: Path, x_calib, x_test, y_test, reference, dataset: st
         log("tensorrt: no --calib, so no int8 engine can be built from this bundle")
         return block
     file = "model.int8.trt.onnx"
-    onnx_export.quantize_int8(stage / "model.onnx", stage / file, x_calib, float_bias=True)
+    onnx_export.quantize_int8(stage / "model.onnx", stage / file, x_calib, tensorrt=True)
     rec = artifact_record(stage, file)
     rec["verified"] = measure(onnx_export.run_onnx(stage / file, x_test), y_test, reference,
                               dataset=dataset, split="test")
