@@ -204,3 +204,20 @@ def test_reference_bundle_in_repo_is_valid():
         assert v["top1_agreement"] >= (0.999 if a.precision == "fp32" else 0.98)
         assert v["drop_points"] <= 1.0
     assert all((ref / s["file"]).is_file() for s in b.manifest["samples"])
+
+
+def test_verify_without_checkpoint_measures_accuracy_only(digits_bundle, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "moved"
+    shutil.copytree(digits_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["source"]["checkpoint"] = str(tmp_path / "gone" / "best.pt")  # bundle copied to a device
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert run_cli("verify", copy, "--write") == 0
+    assert "measuring accuracy only" in capsys.readouterr().out
+    after = Bundle.load(copy)
+    for old, new in zip(manifest["artifacts"], after.manifest["artifacts"]):
+        assert new["verified"]["top1_agreement"] is None
+        assert new["verified"]["accuracy"] == old["verified"]["accuracy"]  # same files, same data
+        assert new["verified"]["drop_points"] == old["verified"]["drop_points"]
