@@ -126,6 +126,15 @@ class Classifier:
         timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
         return Prediction(tops[0], probs[0], timings)
 
+    def predict_preprocessed(self, x_chw: np.ndarray) -> Prediction:
+        """`predict` minus image preprocessing: one float32 CHW input (from `preprocess`) -> result."""
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x_chw[None])
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        return Prediction(tops[0], probs[0], {"inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)})
+
     def predict_batch(self, images: Sequence[Any], color_order: str = "BGR") -> list[Prediction]:
         """Classify several images in one backend call; each result carries the per-image share of the timings."""
         if len(images) == 0:
