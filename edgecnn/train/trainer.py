@@ -213,16 +213,18 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
 
     start_epoch, history, best_val = 0, [], -1.0
     if resume:
-        opt.load_state_dict(resume["optimizer"])
         start_epoch = int(resume["epoch"])
         history = list(resume.get("history", []))
         best_val = float(resume.get("best_val", -1.0))
         if use_amp and resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
         if resume.get("total_steps") == total_steps:
+            # Build the schedule before loading the optimizer: constructing one resets lr/momentum.
             sched = _make_schedule(opt, schedule, lr, total_steps)
+            opt.load_state_dict(resume["optimizer"])
             sched.load_state_dict(resume["scheduler"])
         else:  # more (or fewer) epochs than planned: re-plan the schedule from where training stopped
+            opt.load_state_dict(resume["optimizer"])
             done = min(start_epoch * steps_per_epoch, total_steps - 1)
             sched = _make_schedule(opt, schedule, lr, total_steps, last_step=done - 1 if done else -1)
     else:
