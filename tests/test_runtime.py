@@ -386,3 +386,49 @@ def test_bad_sources(digits_bundle, tmp_path, capsys):
                                                   "--serve", f"127.0.0.1:{port}")
     finally:
         busy.close()
+
+
+# -- a live stream: newest frame, reconnect with backoff, give up cleanly ---------------------------
+
+
+def test_live_http_stream_reconnects_then_gives_up(digits_bundle, tmp_path):
+    """vtest.avi served over HTTP is a live source: at its end the app reopens it (logged) and goes on;
+    with the server gone it retries until --reconnect-timeout, then prints the summary and one error."""
+    import functools
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    shutil.copy(VTEST, tmp_path / "live.avi")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.avi"
+    args = ["run", str(digits_bundle), "--source", url, "--headless", "--threads", "1", "--reconnect-timeout", "3"]
+    code = BLOCK_HOST_LIBS + "from edgecnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=subprocess_env())
+    try:
+        # Read frames until the stream has been reopened once and frames flow again, then stop the server.
+        seen, restarted = 0, False
+        for line in proc.stdout:
+            record = json.loads(line)
+            seen += 1
+            if record["frame"] >= VTEST_FRAMES + 20:  # frame numbers go on across the reconnect
+                restarted = True
+                break
+        assert restarted, proc.stderr.read()
+        server.shutdown()
+        server.server_close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "reopening" in err and "reconnected" in err
+    assert "reconnected 1 times" in err or "reconnected 2 times" in err  # the summary came before the error
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("edgecnn: error:") and "not back after 3 s" in last
+    assert "Traceback" not in err

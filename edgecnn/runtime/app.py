@@ -211,6 +211,7 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
         fps_ema: float | None = None
         last_ms: dict[str, float] = {}
         interrupted = False
+        lost: EdgeCNNError | None = None
         n = 0
         start = time.perf_counter()
         prev_end = start
@@ -268,6 +269,10 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
                     break
         except KeyboardInterrupt:
             interrupted = True
+        except EdgeCNNError as e:
+            if n == 0:
+                raise
+            lost = e  # mid-stream (a live source that did not come back): summary first, then the error
         elapsed = time.perf_counter() - start
         desc = clf.backend.describe()
         summary = {
@@ -294,4 +299,6 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
     print(format_summary(summary), file=stderr, flush=True)
     if opts.report:
         atomic_write_json(opts.report, summary)
+    if lost is not None:
+        raise lost
     return summary
