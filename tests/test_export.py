@@ -86,6 +86,8 @@ def test_samples_are_real_test_images_the_artifacts_classify(digits_bundle):
     pred = run_onnx(digits_bundle / "model.onnx", x).argmax(1)
     labels = np.array([s["class_index"] for s in samples])
     assert (pred == labels).mean() >= 0.8
+    # PyTorch's recorded prediction for each sample is what the fp32 artifact predicts from the PNG.
+    assert [b.classes[p] for p in pred] == [s["reference_prediction"] for s in samples]
 
 
 def test_verify_command_remeasures_and_detects_corruption(digits_bundle, tmp_path, capsys):

@@ -86,13 +86,17 @@ def _load_data(name: str, data_root: str | None):
 
 
 def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
-                   reference_pred: np.ndarray | None = None) -> list[dict]:
+                   predict: Callable[[np.ndarray], np.ndarray] | None = None, spec: dict | None = None) -> list[dict]:
     """A few real held-out test images as PNG, so a device can check itself without a dataset.
 
-    `reference_pred` (PyTorch's class per test image, in test order) is recorded per sample as
-    `reference_prediction`, so a device check can tell the model's own mistakes from device errors.
+    With `predict` (float32 NCHW batch -> PyTorch logits) and the input `spec`, PyTorch's class for
+    each sample is recorded as `reference_prediction`, so a device check can tell the model's own
+    mistakes from device errors. It is computed on the sample itself, not looked up by position
+    (the verification set may be a random subset of the test split).
     """
     import cv2
+
+    from ..preprocess import preprocess
 
     images, labels = ds.split("test")
     labels = np.asarray(labels)
@@ -108,8 +112,9 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
             if not cv2.imwrite(str(stage / file), img):
                 raise EdgeCNNError(f"cannot write {file}")
             rec = {"file": file, "label": name, "class_index": c}
-            if reference_pred is not None and idx < len(reference_pred):
-                rec["reference_prediction"] = classes[int(reference_pred[idx])]
+            if predict is not None and spec is not None:
+                x = preprocess(np.asarray(images[idx]), spec, color_order="RGB")[None]
+                rec["reference_prediction"] = classes[int(predict(x).argmax(1)[0])]
             records.append(rec)
     return records
 
@@ -253,7 +258,7 @@ def export_bundle(
                              "max_drop_points": max_drop},
             "calibration": None,
             "samples": _write_samples(stage, ds, list(ckpt["classes"]), SAMPLES_PER_CLASS,
-                                      reference.argmax(1)),
+                                      lambda x: torch_logits(model, x), spec),
             "tool_versions": tool_versions(),
         }
         if x_calib is not None:
