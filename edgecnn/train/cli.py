@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width-mult", type=_positive_float, help="channel width multiplier (MobileNets)")
     p.add_argument("--small-input", action="store_true", help="28-32 px variant of torchvision models")
     p.add_argument("--pretrained", action="store_true", help="start from torchvision ImageNet weights (needs them)")
+    p.add_argument("--augment", dest="augment", action="store_true", default=None,
+                   help="force augmentation (default: crop+flip for natural images; small affine for "
+                        "digit-like data up to 10k training images)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     p.add_argument("--train-limit", type=_positive_int, help="train on a seeded random subset of N images")
     p.add_argument("--seed", type=int, default=0)

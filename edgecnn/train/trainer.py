@@ -65,6 +65,15 @@ def default_epochs(num_train: int) -> int:
     return 8
 
 
+def default_augment(ds: Dataset, num_train: int) -> bool:
+    """Crop+flip for natural images always; the small affine for digit-like data only on small sets.
+
+    Measured: LeNet-5 on the 3,600 digits needs it to pass 98 % (96-97 % without); on the 55,000
+    Fashion-MNIST images it underfits with it (test 89.7 % vs 91.0 % without, 15 epochs).
+    """
+    return ds.natural or num_train <= 10_000
+
+
 # ---------------------------------------------------------------------------------------------
 # devices and torchrun
 
@@ -176,7 +185,8 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             torch.export-ed graphs (QAT) need their own (torchao's move_exported_model_to_train/eval).
 
     Returns:
-        list of per-epoch dicts: epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5, seconds.
+        list of per-epoch dicts: epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5,
+        train_seconds (the training pass), seconds (with validation).
     """
     if epochs < 1:
         raise EdgeCNNError(f"epochs must be >= 1, got {epochs}")
@@ -278,6 +288,7 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             "val_acc": None,
             "val_top5": None,
         }
+        row["train_seconds"] = round(time.perf_counter() - t0, 3)
         if val_data is not None:
             mode(model, False)
             logits, labels = predict_logits(model, val_data, device=dev)
@@ -356,7 +367,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
           weight_decay: float | None = None, schedule: str = "onecycle", label_smoothing: float = 0.0,
           img_size: int | None = None, width_mult: float | None = None, small_input: bool = False,
           pretrained: bool = False, seed: int = 0, resume: str | os.PathLike | None = None,
-          device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool = True,
+          device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool | None = None,
           train_limit: int | None = None, overwrite: bool = False, progress: bool = True,
           threads: int | None = None) -> Path:
     """Train a registry model on a named dataset and write a run directory; returns best.pt's path.
@@ -400,6 +411,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
 
     ds = load_dataset(args["data"], args["data_root"])
     n_train = len(ds.split("train")[1])
+    if args["augment"] is None:
+        args["augment"] = default_augment(ds, min(n_train, args["train_limit"] or n_train))
     if args["epochs"] is None:
         args["epochs"] = default_epochs(min(n_train, args["train_limit"] or n_train))
     size = input_size_for(name, small_input=args["small_input"], img_size=args["img_size"])
