@@ -90,3 +90,12 @@ def rebuild_pruned(model: nn.Module, ckpt: dict) -> nn.Module:
         new.train(old.training)
         setattr(parent, attr, new)
     return model
+
+
+def _register() -> None:
+    from ..train.checkpoint import STRUCTURE_LOADERS
+
+    STRUCTURE_LOADERS.setdefault(KIND, rebuild_pruned)
+
+
+_register()

@@ -89,11 +89,11 @@ def model_from_checkpoint(ckpt: dict) -> nn.Module:
     if structure:
         kind = structure.get("kind", "")
         if kind not in STRUCTURE_LOADERS:
-            # The compress area registers its loader on import.
+            # edgecnn.compress.structure registers the "pruned" loader when imported.
             import importlib
 
             try:
-                importlib.import_module("edgecnn.compress")
+                importlib.import_module("edgecnn.compress.structure")
             except ImportError:
                 pass
         if kind not in STRUCTURE_LOADERS:
