@@ -14,10 +14,9 @@ Any RGB ImageFolder works the same (class subfolders of images):
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import EdgeCNNError, run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except EdgeCNNError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

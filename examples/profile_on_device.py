@@ -11,10 +11,9 @@ Run on the device:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except EdgeCNNError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,8 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except EdgeCNNError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

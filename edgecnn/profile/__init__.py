@@ -1,1 +1,1 @@
-"""profile"""
+"""Latency profiling (device side, no torch): profiler, statistics, reports, per-op breakdowns; `edgecnn benchmark` (host)."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import EdgeCNNError
 from ..preprocess import softmax
+from ..profile.stats import latency_stats
 from ..utils import atomic_write_json
 from .classifier import Classifier
 from .overlay import STAGES, draw_overlay
@@ -126,11 +127,12 @@ class _Prefetcher:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p90/p99/mean of one stage's milliseconds (NaN for a stage that never ran)."""
+    keys = ("p50", "p90", "p99", "mean")
     if not values:
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "mean": float("nan")}
-    a = np.asarray(values)
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean())}
+        return dict.fromkeys(keys, float("nan"))
+    stats = latency_stats(values)
+    return {k: float(stats[k]) for k in keys}
 
 
 def format_summary(summary: dict) -> str:
