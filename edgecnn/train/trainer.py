@@ -127,9 +127,13 @@ class EpochEnd:
     epoch: int  # 1-based, counting resumed epochs
     metrics: dict  # this epoch's row of the history
     history: list[dict]
-    is_best: bool  # best val_acc so far
+    is_best: bool  # lowest val loss (train loss without a val split) in the schedule's last quarter
     model: nn.Module  # the bare model (not the DDP wrapper)
     resume_state: dict = field(repr=False)  # pass as fit(resume=...) to continue after this epoch
+
+
+# best.pt is chosen among the epochs after this fraction of the schedule (see fit)
+BEST_FROM = 0.75
 
 
 def _make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -221,11 +225,11 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
     total_steps = epochs * steps_per_epoch
     opt = _make_optimizer(model, optimizer, lr, weight_decay)
 
-    start_epoch, history, best_val = 0, [], -1.0
+    start_epoch, history, best_loss = 0, [], math.inf
     if resume:
         start_epoch = int(resume["epoch"])
         history = list(resume.get("history", []))
-        best_val = float(resume.get("best_val", -1.0))
+        best_loss = float(resume.get("best_loss", math.inf))
         if use_amp and resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
         if resume.get("total_steps") == total_steps:
@@ -296,9 +300,14 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             row.update(val_loss=m["loss"], val_acc=m["top1"], val_top5=m["top5"])
         row["seconds"] = round(time.perf_counter() - t0, 3)
         history.append(row)
-        score = row["val_acc"] if row["val_acc"] is not None else row["train_acc"]
-        is_best = score > best_val
-        best_val = max(best_val, score)
+        # "Best" = lowest validation loss among the epochs of the annealed last quarter of the
+        # schedule. On a small val split (400 digits) a mid-schedule snapshot can win by luck:
+        # measured on LeNet-5/digits, best-val-accuracy picked epoch 15 or 16 of 40 (test 97.6%,
+        # 97.3%) while the last epochs reached 98.4-98.7%. The loss is steadier than accuracy.
+        loss = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+        is_best = epoch > BEST_FROM * epochs and loss < best_loss
+        if is_best:
+            best_loss = loss
         if rank == 0:
             val = f"val_acc {row['val_acc']:.4f}" if row["val_acc"] is not None else "no val split"
             print(f"epoch {epoch}/{epochs}  train_loss {row['train_loss']:.4f}  train_acc {row['train_acc']:.4f}  "
@@ -311,7 +320,7 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
                 "scaler": scaler.state_dict() if use_amp else None,
                 "total_steps": total_steps,
                 "history": [dict(r) for r in history],
-                "best_val": best_val,
+                "best_loss": best_loss,
                 "seed": seed,
             }
             on_epoch(EpochEnd(epoch, row, history, is_best, model, state))
