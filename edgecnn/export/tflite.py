@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +26,29 @@ _DTYPES = {np.float32: "float32", np.float16: "float16", np.int8: "int8", np.uin
 
 @contextlib.contextmanager
 def _quiet():
-    """litert-torch prints a progress tree per conversion; keep the CLI output readable."""
+    """Keep the CLI readable: litert-torch prints a progress tree and root-logger warnings per
+    conversion, and its native libraries write INFO/WARNING lines (oneDNN notice, op counts) straight
+    to file descriptor 2, past Python. All of it is held back and shown only if the conversion fails."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        except BaseException:
+            os.dup2(saved_fd, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            root.setLevel(level)
 
 
 def _nhwc(x_nchw: np.ndarray):
@@ -38,9 +60,10 @@ def _nhwc(x_nchw: np.ndarray):
 def export_tflite(model, sample: np.ndarray, path: str | Path, precision: str = "fp32",
                   calib: np.ndarray | None = None) -> None:
     """Convert `model` (eval mode, NCHW) to a batch-1 NHWC .tflite file at `path`."""
-    import litert_torch
     import torch
 
+    with _quiet():
+        import litert_torch
     wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
     args = (_nhwc(sample[:1]),)
     with _quiet(), torch.no_grad():
