@@ -2,7 +2,7 @@
 
     python -m edgecnn.export.reference            # export/lenet5-digits
 
-LeNet-5 is trained on the embedded digits (seeded, CPU, about a minute), then exported to ONNX +
+LeNet-5 is trained on the embedded digits with `edgecnn train`'s defaults (seeded, CPU, about a minute), then exported to ONNX +
 TFLite, fp32 + int8 (calibrated on the digits training split) and verified on the test split.
 The checkpoint is kept in runs/reference/lenet5-digits/ so `edgecnn verify` can compare with PyTorch.
 """
@@ -18,9 +18,10 @@ from ..cli import main as cli_main
 REPO = Path(__file__).resolve().parents[2]
 
 
-def build_lenet5_digits(out: Path, run_dir: Path, epochs: int = 15) -> int:
-    rc = cli_main(["train", "lenet5", "--data", "digits", "--epochs", str(epochs), "--seed", "0",
-                   "--out", str(run_dir), "--overwrite"])
+def build_lenet5_digits(out: Path, run_dir: Path, epochs: int | None = None) -> int:
+    """Train (the trainer's defaults unless `epochs` is given), then export and verify."""
+    rc = cli_main(["train", "lenet5", "--data", "digits", *(["--epochs", str(epochs)] if epochs else []),
+                   "--seed", "0", "--out", str(run_dir), "--overwrite"])
     if rc:
         return rc
     return cli_main(["export", str(run_dir / "best.pt"), "--formats", "onnx,tflite", "--int8", "--calib", "digits",
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(REPO / "export" / "lenet5-digits"))
     p.add_argument("--run-dir", default=str(REPO / "runs" / "reference" / "lenet5-digits"))
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the trainer's, 40 for digits)")
     args = p.parse_args(argv)
     return build_lenet5_digits(Path(args.out), Path(args.run_dir), args.epochs)
 
