@@ -213,3 +213,22 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, digits_ckpt):
         lines = err.strip().splitlines()
         assert rc == 2, (what, err)
         assert len(lines) == 1 and lines[0].startswith("edgecnn: error: ") and message in lines[0], (what, err)
+
+
+def test_unreadable_checkpoints_name_their_cause(digits_ckpt, tmp_path):
+    """Garbage, a truncated file and a pickle of foreign objects: each one line that says which."""
+    import argparse
+
+    from edgecnn.errors import EdgeCNNError
+    from edgecnn.train.checkpoint import read_checkpoint
+
+    garbage, truncated, foreign = tmp_path / "g.pt", tmp_path / "t.pt", tmp_path / "f.pt"
+    garbage.write_bytes(b"not a checkpoint at all\n")
+    truncated.write_bytes(digits_ckpt.read_bytes()[:30000])
+    torch.save({"args": argparse.Namespace(lr=0.1)}, foreign)
+    for path, cause in ((garbage, "not a PyTorch file"), (truncated, "truncated"),
+                        (foreign, "pickles the Python object argparse.Namespace")):
+        with pytest.raises(EdgeCNNError, match=cause) as info:
+            read_checkpoint(path)
+        assert "\n" not in str(info.value)
+    assert torch.load(digits_ckpt, weights_only=True)["format"]  # the real one still loads

@@ -61,6 +61,20 @@ def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _load_failure(e: Exception) -> str:
+    """The useful part of torch.load's (multi-paragraph) error, as a short clause."""
+    text = str(e)
+    if "Unsupported global" in text:  # a pickle that would construct arbitrary objects: never loaded
+        name = text.split("Unsupported global:", 1)[1].split()[1] if "Unsupported global: GLOBAL" in text else "?"
+        return f"foreign: it pickles the Python object {name}, and edgecnn loads only tensors and plain data"
+    if "Unsupported operand" in text or "invalid load key" in text:
+        return "corrupt, or not a PyTorch file at all"
+    if "central directory" in text or "PytorchStreamReader" in text or "Errno 22" in text:
+        return "truncated or corrupt archive"
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return f"corrupt, truncated or foreign: {first[:120]}"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a checkpoint dict; one clear EdgeCNNError for anything else."""
     p = Path(path)
@@ -71,8 +85,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # random bytes make the unpickler raise anything (IndexError, KeyError, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeCNNError(f"{p}: not a readable edgecnn checkpoint (corrupt, truncated or foreign: {first[:160]})") from None
+        raise EdgeCNNError(f"{p}: not a readable edgecnn checkpoint ({_load_failure(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise EdgeCNNError(f"{p}: not an edgecnn checkpoint (no '{FORMAT}' format tag)")
     for key in ("model", "state_dict", "classes", "input"):
