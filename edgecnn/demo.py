@@ -193,6 +193,10 @@ def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not 0 < args.prune_ratio < 1:
         raise EdgeCNNError(f"--prune-ratio must be in (0, 1), got {args.prune_ratio}")
+    if args.source is not None:  # fail now, not after minutes of training, if the source cannot be opened
+        from .runtime.sources import open_source
+
+        open_source(args.source).close()
     if args.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
