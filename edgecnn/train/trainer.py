@@ -442,6 +442,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
               f"val images, {len(ds.classes)} classes, input {ds.channels}x{size}x{size}, {args['epochs']} epochs, "
               f"{args['optimizer']} lr {args['lr']:g} {args['schedule']}, batch {args['batch_size']}, device {dev}"
               + (f" x{dist.get_world_size()} processes" if dist.is_initialized() else ""), flush=True)
+        if resume_ckpt is not None:
+            print(f"resuming after epoch {resume_ckpt['resume']['epoch']} from {resume}", flush=True)
 
     def checkpoint(model: nn.Module, epoch: int, metrics: dict, resume_state: dict | None = None) -> dict:
         return make_checkpoint(model, name=name, num_classes=len(ds.classes), in_channels=ds.channels,
