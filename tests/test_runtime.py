@@ -315,6 +315,22 @@ print(json.dumps({{"rc": rc, "accuracy": sum(hits) / len(hits), "host_modules": 
     assert [f["frame"] for f in frames] == [0, 1, 2, 3, 4]
 
 
+def test_device_commands_never_load_torch_even_where_installed(digits_bundle):
+    """On a Jetson torch may be installed too: `edgecnn info`/`classify` must still start without it."""
+    sample = sample_files(digits_bundle)[0][0]
+    code = f"""
+import json, sys
+from edgecnn.cli import main
+rcs = [main(["info"]), main(["classify", {str(digits_bundle)!r}, {str(sample)!r}, "--json"])]
+print(json.dumps({{"rcs": rcs, "torch": "torch" in sys.modules}}))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    result = json_lines(res.stdout)[-1]
+    assert result == {"rcs": [0, 0], "torch": False}
+
+
 # -- bad input: one line, exit 2 -------------------------------------------------------------------
 
 
