@@ -62,14 +62,7 @@ def _train(out: Path, epochs: int | None) -> Path:
 def _test_accuracy(ckpt: Path) -> float | None:
     from .train.checkpoint import read_checkpoint
 
-    m = read_checkpoint(ckpt).get("metrics") or {}
-    for key in ("test_acc", "test_top1", "test"):
-        v = m.get(key)
-        if isinstance(v, dict):
-            v = v.get("top1")
-        if isinstance(v, (int, float)):
-            return float(v)
-    return None
+    return (read_checkpoint(ckpt).get("metrics") or {}).get("test_acc")  # trainer and pruner both record it
 
 
 def _prune(out: Path, best: Path, ratio: float, finetune_epochs: int) -> Path:

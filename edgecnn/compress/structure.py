@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import EdgeCNNError
+from ..train.checkpoint import STRUCTURE_LOADERS
 
 KIND = "pruned"
 
@@ -92,10 +93,5 @@ def rebuild_pruned(model: nn.Module, ckpt: dict) -> nn.Module:
     return model
 
 
-def _register() -> None:
-    from ..train.checkpoint import STRUCTURE_LOADERS
-
-    STRUCTURE_LOADERS.setdefault(KIND, rebuild_pruned)
-
-
-_register()
+# The checkpoint reader imports this module lazily when it meets a pruned checkpoint.
+STRUCTURE_LOADERS.setdefault(KIND, rebuild_pruned)

@@ -37,18 +37,18 @@ def _quiet():
     saved_fd = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
+        failed = True
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield
-        except BaseException:
-            os.dup2(saved_fd, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
+            failed = False
         finally:
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
             root.setLevel(level)
+            if failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
 
 
 def _nhwc(x_nchw: np.ndarray):
