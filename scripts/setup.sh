@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian/Ubuntu machine with Python >= 3.10 and pip:
 #  1. Debian's real offline datasets used by the tests and benchmarks (when root or sudo works):
-#     dataset-fashion-mnist (Fashion-MNIST IDX files), opencv-doc (digits.png, vtest.avi);
+#     dataset-fashion-mnist (Fashion-MNIST IDX files), opencv-doc (digits.png, vtest.avi), and the
+#     tools some tests drive (chromium + chromedriver, openssh-server, gcc-arm-none-eabi);
 #  2. a virtual environment at .venv with edgecnn and everything the demo, tests and benchmarks
 #     need (host side: torch, onnx, the LiteRT tooling, torch-pruning).
 set -euo pipefail
@@ -11,6 +12,12 @@ PY="${PYTHON:-python3}"
 need_apt=()
 [ -d /usr/share/datasets/fashion-mnist ] || need_apt+=(dataset-fashion-mnist)
 [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need_apt+=(opencv-doc)
+# tools the tests drive for real: a headless browser (dashboard page test), an sshd on 127.0.0.1
+# (remote profiling), the Cortex-M cross-compiler (TFLite Micro sources)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v arm-none-eabi-g++ >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
   if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
