@@ -22,7 +22,7 @@ from ..data import load_dataset, preprocessed
 from ..errors import EdgeCNNError
 from ..utils import atomic_write_bytes, sha256_file, staged_directory
 
-FORMATS = ("onnx", "tflite", "tensorrt")
+FORMATS = ("onnx", "tflite", "tensorrt", "tflm")
 DEFAULT_CALIB_SIZE = 200
 SAMPLES_PER_CLASS = 2
 TOOLS = ("edgecnn", "torch", "onnx", "onnxruntime", "onnxslim", "onnxscript", "litert-torch", "ai-edge-litert",
@@ -133,6 +133,7 @@ def export_bundle(
     name: str | None = None,
     force: bool = False,
     verify_samples: int | None = None,
+    device: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Export a checkpoint to a verified bundle directory and return its path.
@@ -141,6 +142,9 @@ def export_bundle(
     int8 needs `calib` (a dataset name): its training split calibrates the quantizers.
     Every artifact is verified on the checkpoint's dataset test split; one that loses more than
     `max_drop` points of top-1 accuracy fails the export and nothing is written.
+    tflm (TensorFlow Lite Micro) needs int8: the full-integer int8 TFLite file, checked, measured and
+    verified in the TFLM interpreter, plus C/C++ sources in tflm/; `device` (an MCU profile such as
+    "cortex-m4") records and prints whether it fits that part.
     """
     from ..models import count_macs, count_params
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint
@@ -150,6 +154,8 @@ def export_bundle(
     if int8 and not calib:
         raise EdgeCNNError("--int8 needs calibration data: pass --calib DATA (e.g. the training dataset); "
                            "edgecnn never calibrates on data you did not choose")
+    if "tflm" in fmts or device:
+        _check_tflm_request(fmts, int8, device)
     if calib and not int8 and "tensorrt" not in fmts:
         log("note: --calib is only used with --int8 or --formats tensorrt")
     if calib_size < 1:
@@ -181,6 +187,8 @@ def export_bundle(
     plan: list[tuple[str, str, str]] = []  # (file, format, precision)
     for fmt, ext in (("onnx", "onnx"), ("tflite", "tflite")):
         if fmt == "onnx" and not want_onnx or fmt == "tflite" and "tflite" not in fmts:
+            if fmt == "tflite" and "tflm" in fmts:  # the TFLM model is the int8 TFLite file
+                plan.append(("model.int8.tflite", "tflite", "int8"))
             continue
         plan.append((f"model.{ext}", fmt, "fp32"))
         if fp16:
@@ -265,6 +273,10 @@ def export_bundle(
             manifest["calibration"] = {"dataset": calib, "split": "train", "samples": int(len(x_calib))}
         if "tensorrt" in fmts:
             manifest["tensorrt"] = _tensorrt_block(stage, x_calib, x_test, y_test, reference, dataset, max_drop, log)
+        if "tflm" in fmts:
+            manifest["tflm"] = _tflm_block(stage, artifacts, ds, spec, list(ckpt["classes"]), x_test, y_test,
+                                           reference, dataset, max_drop, device, ckpt_path.name, log)
+            manifest["tool_versions"]["tflite-micro"] = manifest["tflm"]["verified"]["interpreter"].split()[-1]
         from .report import write_report
 
         write_report(stage, manifest)
@@ -272,6 +284,42 @@ def export_bundle(
         log("\n" + format_table(artifacts))
     log(f"bundle written: {out}")
     return out
+
+
+def _check_tflm_request(fmts: list[str], int8: bool, device: str | None) -> None:
+    """Fail before anything is done: tflm needs int8 and tflite-micro; --device needs tflm and a known MCU."""
+    if device and "tflm" not in fmts:
+        raise EdgeCNNError(f"--device {device}: microcontroller fit is measured for the tflm target; "
+                           "add tflm to --formats (with --int8 --calib DATA)")
+    if not int8:
+        raise EdgeCNNError("--formats tflm needs --int8 --calib DATA: TensorFlow Lite Micro runs full-integer "
+                           "int8 models, and an fp32 model is not exported for it")
+    from .tflm import _runtime
+
+    _runtime()  # tflite-micro installed?
+    if device:
+        from ..devices.mcu import load_mcu_profile
+
+        load_mcu_profile(device)
+
+
+def _tflm_block(stage: Path, artifacts: list[dict], ds, spec: dict, classes: list[str], x_test, y_test,
+                reference, dataset: str, max_drop: float, device: str | None, source: str,
+                log: Callable[[str], None]) -> dict:
+    """The TFLM target built from the bundle's int8 TFLite artifact (see export/tflm.py)."""
+    from .tflm import build_tflm
+
+    rec = next(a for a in artifacts if a["format"] == "tflite" and a["precision"] == "int8")
+    images, labels = ds.split("test")
+    sample = (np.asarray(images[0]), classes[int(np.asarray(labels)[0])]) if len(labels) else None
+    block = build_tflm(stage, rec, spec=spec, classes=classes, x_test=x_test, y_test=y_test, reference=reference,
+                       dataset=dataset, max_drop=max_drop, sample=sample, source=source, log=log)
+    if device:
+        from ..devices.mcu import fit, format_fit, load_mcu_profile
+
+        block["fit"] = fit(block, load_mcu_profile(device))
+        log(f"tflm: {format_fit(block['fit'])}")
+    return block
 
 
 def _tensorrt_block(stage: Path, x_calib, x_test, y_test, reference, dataset: str, max_drop: float,

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "REPORT.md. Every artifact is verified against PyTorch on the checkpoint's test split.",
     )
     p.add_argument("checkpoint", help="edgecnn checkpoint (.pt) from `edgecnn train` or `edgecnn prune`")
-    p.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, tflite, tensorrt (default: onnx,tflite)")
+    p.add_argument("--formats", default="onnx,tflite",
+                   help="comma list of onnx, tflite, tensorrt, tflm (TFLite Micro, needs --int8) (default: onnx,tflite)")
     p.add_argument("--fp16", action="store_true", help="also write fp16 artifacts")
     p.add_argument("--int8", action="store_true", help="also write int8 artifacts (needs --calib)")
     p.add_argument("--calib", metavar="DATA", help="dataset whose training split calibrates int8 (e.g. digits)")
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="bundle directory (default: export/<model>-<dataset>)")
     p.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
     p.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
+    p.add_argument("--device", metavar="MCU", help="with tflm: say whether the model fits this microcontroller "
+                   "profile (cortex-m4, cortex-m7, esp32-s3, rp2040)")
     p.set_defaults(func=_export)
 
     v = sub.add_parser(
@@ -79,6 +82,7 @@ def _export(args: argparse.Namespace) -> int:
         name=args.name,
         force=args.force,
         verify_samples=args.verify_samples,
+        device=args.device,
         log=_log,
     )
     return 0
