@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--profiles", action="store_true", help="list the device profiles and exit")
-    p.add_argument("--profile", metavar="NAME", help="show one device profile (e.g. rpi4) and exit")
+    p.add_argument("--profile", metavar="NAME", help="show one device profile (e.g. rpi4, cortex-m4) and exit")
+    p.add_argument("--bundle", metavar="DIR", help="with a microcontroller --profile: whether the bundle's TFLM "
+                   "model fits it (measured arena vs RAM, model data vs flash)")
     p.add_argument(
         "--root",
         default="/",
@@ -124,8 +126,14 @@ def format_profile(p: dict[str, Any]) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .detect import detect
+    from .mcu import mcu_profile_names
     from .profiles import load_profile, profile_names
 
+    if args.bundle and (not args.profile or args.profile not in mcu_profile_names()):
+        raise EdgeCNNError("--bundle goes with a microcontroller --profile: "
+                           f"{', '.join(mcu_profile_names())}")
+    if args.profile and args.profile in mcu_profile_names():
+        return _mcu_info(args)
     if args.profiles:
         profiles = [load_profile(n) for n in profile_names()]
         if args.json:
@@ -135,6 +143,10 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(
                     f"{p['name']:<18} {p['runtime']['backend']:<12} {p['runtime']['precision']:<5} {p['title']}"
                 )
+            from .mcu import load_mcu_profile
+
+            for name in mcu_profile_names():
+                print(f"{name:<18} {'tflm':<12} {'int8':<5} {load_mcu_profile(name)['title']}")
         return 0
     if args.profile:
         p = load_profile(args.profile)
@@ -146,4 +158,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         raise EdgeCNNError(f"--root {args.root}: not a directory")
     info = detect(args.root, machine=args.arch)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def _mcu_info(args: argparse.Namespace) -> int:
+    """`edgecnn info --profile cortex-m4 [--bundle DIR]`: the MCU profile, and whether the bundle's TFLM model fits."""
+    from .mcu import bundle_tflm_block, fit, format_fit, format_mcu_profile, load_mcu_profile
+
+    p = load_mcu_profile(args.profile)
+    result = fit(bundle_tflm_block(args.bundle), p) if args.bundle else None
+    if args.json:
+        print(json.dumps({"profile": p, "fit": result} if result else p, indent=2))
+    else:
+        print(format_mcu_profile(p))
+        if result:
+            print(f"  bundle     {args.bundle}: {format_fit(result)}")
     return 0

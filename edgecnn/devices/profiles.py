@@ -120,6 +120,12 @@ def load_profile(name: str) -> dict:
     """The packaged profile called `name` (e.g. "rpi4"), validated; EdgeCNNError for unknown names."""
     names = profile_names()
     if name not in names:
+        from .mcu import mcu_profile_names
+
+        if name in mcu_profile_names():
+            raise EdgeCNNError(f"{name!r} is a microcontroller profile: the bundle's TFLM sources run there, not "
+                               f"edgecnn; use `edgecnn info --profile {name} --bundle DIR` or `edgecnn export "
+                               f"--formats tflm --int8 --calib DATA --device {name}`")
         raise EdgeCNNError(f"unknown device profile {name!r}; choose one of: {', '.join(names)}")
     where = f"devices/profiles/{name}.json"
     try:

@@ -281,7 +281,12 @@ def export_bundle(
 
         write_report(stage, manifest)
         write_manifest(stage, manifest)
-        log("\n" + format_table(artifacts))
+        rows = artifacts
+        if "tflm" in manifest:
+            from .tflm import table_row
+
+            rows = artifacts + [table_row(manifest["tflm"])]
+        log("\n" + format_table(rows))
     log(f"bundle written: {out}")
     return out
 

@@ -45,6 +45,21 @@ def render_report(manifest: dict) -> str:
                      "(real = scale * (q - zero_point)).")
     if quant:
         lines.append("")
+    tflm = manifest.get("tflm")
+    if tflm:
+        from .tflm import table_row
+
+        v = tflm.get("verified") or {}
+        lines += ["## TensorFlow Lite Micro", "",
+                  f"`{tflm['model']}` runs in the TFLM interpreter (`{v.get('interpreter')}`, the TFLM C++ runtime on "
+                  f"the export host): ops {', '.join(tflm['ops'])}; smallest tensor arena {tflm['arena_bytes']:,} bytes "
+                  f"(measured), model data {tflm['flash_bytes']:,} bytes of flash. C/C++ sources: "
+                  + ", ".join(f"`{f}`" for f in tflm.get("sources", {})) + ".", "",
+                  format_table([table_row(tflm)]), ""]
+        if tflm.get("fit"):
+            from ..devices.mcu import format_fit
+
+            lines += [f"Microcontroller: {format_fit(tflm['fit'])}.", ""]
     trt = manifest.get("tensorrt")
     if trt:
         lines += ["TensorRT: engines are tied to one GPU and TensorRT version, so none is shipped; on the device run "

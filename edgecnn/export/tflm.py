@@ -304,3 +304,43 @@ def build_tflm(stage: Path, rec: dict, *, spec: dict, classes: list[str], x_test
         + (f", agreement {100 * v['top1_agreement']:.2f}% with PyTorch" if v.get("top1_agreement") is not None else "")
         + f"; arena {arena['arena_bytes']:,} B, model data {len(model):,} B flash; ops {', '.join(ops)}")
     return block
+
+
+def table_row(block: dict) -> dict:
+    """The TFLM model as a row of export.verify.format_table."""
+    return {"file": block["model"], "format": "tflm", "precision": "int8", "size_bytes": block["flash_bytes"],
+            "verified": block.get("verified")}
+
+
+def verify_tflm_block(bundle_dir: Path, manifest: dict, x_nchw: np.ndarray, labels: np.ndarray,
+                      reference: np.ndarray | None, dataset: str, log: Callable[[str], None] = print) -> dict | None:
+    """Re-run a bundle's TFLM model in the TFLM interpreter (with its recorded arena); None without tflite-micro."""
+    from ..utils import sha256_file
+    from .verify import measure
+
+    block = manifest["tflm"]
+    try:
+        _runtime()
+    except EdgeCNNError:
+        log(f"tflm: tflite-micro (the TFLM interpreter) is not installed on this host, so {block['model']} was NOT "
+            f"re-verified for TensorFlow Lite Micro ({MICRO_EXTRA})")
+        return None
+    for file, digest in {block["model"]: block["sha256"], **block.get("sources", {})}.items():
+        path = bundle_dir / file
+        if not path.is_file():
+            raise EdgeCNNError(f"{path}: missing (the manifest's tflm block lists it)")
+        if sha256_file(path) != digest:
+            raise EdgeCNNError(f"{path}: sha256 does not match the manifest (file corrupt or replaced)")
+    rec = next((a for a in manifest["artifacts"] if a["file"] == block["model"]), None)
+    if rec is None:
+        raise EdgeCNNError(f"{bundle_dir}: the tflm model {block['model']} is not among the manifest's artifacts")
+    model = (bundle_dir / block["model"]).read_bytes()
+    logits = run_tflm(model, x_nchw, block["arena_bytes"], rec["input"], rec["output"])
+    out = {**measure(logits, labels, reference, dataset=dataset, split="test"),
+           "interpreter": f"tflite-micro {tflm_version()}"}
+    old = block.get("verified") or {}
+    if reference is None and old.get("reference_accuracy") is not None and old.get("dataset") == dataset \
+            and old.get("samples") == out["samples"]:  # same data as at export: the PyTorch accuracy still holds
+        out["reference_accuracy"] = old["reference_accuracy"]
+        out["drop_points"] = round(100.0 * (old["reference_accuracy"] - out["accuracy"]), 3)
+    return out

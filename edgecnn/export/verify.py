@@ -159,12 +159,21 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
             rec["drop_points"] = round(100.0 * (old["reference_accuracy"] - rec["accuracy"]), 3)
         records.append(rec)
     rows = [{**a.info, "verified": r} for a, r in zip(b.artifacts, records)]
-    log(format_table(rows))
+    tflm = None
+    if manifest.get("tflm"):  # the TensorFlow Lite Micro model, run in the TFLM interpreter
+        from .tflm import table_row, verify_tflm_block
+
+        tflm = verify_tflm_block(b.path, manifest, x, y, reference, dataset, log)
+    log(format_table(rows + ([table_row({**manifest["tflm"], "verified": tflm})] if tflm else [])))
     for a, r in zip(b.artifacts, records):
         check_drop(a.info["file"], r, max_drop)
+    if tflm:
+        check_drop(f"{manifest['tflm']['model']} in the TFLM interpreter", tflm, max_drop)
     if write:
         from .report import write_report
 
+        if tflm:
+            manifest = {**manifest, "tflm": {**manifest["tflm"], "verified": tflm}}
         manifest = {**manifest, "artifacts": rows,
                     "verification": {"dataset": dataset, "split": "test", "samples": int(len(y)),
                                      "max_drop_points": max_drop}}
