@@ -297,3 +297,32 @@ def test_export_of_a_model_with_an_op_tflm_lacks_fails_naming_it(monkeypatch, tm
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "TensorFlow Lite Micro has no kernel for op(s) GELU" in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["gelu.pt"]
+
+
+def test_residual_adds_are_quantized_so_resnets_stay_full_integer() -> None:
+    """torch.export leaves `x + y` without source_fn_stack; without the mark the quantizer leaves it float."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from torch import nn
+
+    from edgecnn.export.tflite import _mark_residual_adds
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    def annotated_adds(mark: bool) -> list[bool]:
+        graph = torch.export.export(Residual().eval(), (torch.rand(1, 4, 8, 8),)).module()
+        if mark:
+            _mark_residual_adds(graph)
+        q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+        q.annotate(graph)
+        return [("quantization_annotation" in n.meta) for n in graph.graph.nodes
+                if n.target == torch.ops.aten.add.Tensor]
+
+    assert annotated_adds(mark=False) == [False]  # what litert-torch alone does on torch 2.14
+    assert annotated_adds(mark=True) == [True]

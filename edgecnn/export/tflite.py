@@ -92,12 +92,27 @@ def _convert_int8(wrapped, args: tuple, calib: np.ndarray | None):
         raise EdgeCNNError("int8 TFLite needs calibration samples (--calib DATA)")
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     graph = torch.export.export(wrapped, args).module()
+    _mark_residual_adds(graph)
     graph = prepare_pt2e(graph, quantizer)
     # The exported graph is specialised to batch 1, so calibration feeds one sample at a time.
     for i in range(len(calib)):
         graph(_nhwc(calib[i : i + 1]))
     graph = move_exported_model_to_eval(convert_pt2e(graph, fold_quantize=False))
     return litert_torch.convert(graph, args, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+def _mark_residual_adds(graph) -> None:
+    """Let the quantizer see `x + y` (residual blocks): torch.export leaves `source_fn_stack` unset on
+    those aten.add nodes, and litert-torch's "add" annotator finds adds by it; unannotated adds stay
+    float in the int8 file (DEQUANTIZE/ADD/QUANTIZE), which is not full-integer (TFLM, int8-only NPUs)."""
+    import operator
+
+    import torch
+
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.add.Tensor \
+                and not node.meta.get("source_fn_stack"):
+            node.meta["source_fn_stack"] = [(node.name, operator.add)]
 
 
 def _interpreter(path: str | Path):
