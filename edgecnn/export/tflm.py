@@ -325,8 +325,11 @@ def verify_tflm_block(bundle_dir: Path, manifest: dict, x_nchw: np.ndarray, labe
         log(f"tflm: tflite-micro (the TFLM interpreter) is not installed on this host, so {block['model']} was NOT "
             f"re-verified for TensorFlow Lite Micro ({MICRO_EXTRA})")
         return None
+    root = Path(bundle_dir).resolve()
     for file, digest in {block["model"]: block["sha256"], **block.get("sources", {})}.items():
-        path = bundle_dir / file
+        path = root / file
+        if root not in path.resolve().parents:
+            raise EdgeCNNError(f"{bundle_dir}: the manifest's tflm block names {file!r}, outside the bundle")
         if not path.is_file():
             raise EdgeCNNError(f"{path}: missing (the manifest's tflm block lists it)")
         if sha256_file(path) != digest:
