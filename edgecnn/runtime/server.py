@@ -14,9 +14,9 @@ classifier loop writes to. Endpoints (all GET):
 What a viewer can cost the classifier (the bound documented in docs/runtime.md):
   * `write()` never blocks on the network: it stores the newest record and image under a lock and
     updates fixed-size statistics (a few microseconds).
-  * The overlay is drawn (`wants_image`) and JPEG-encoded only while someone watches /stream or
-    waits for /frame.jpg, at most `stream_fps` times a second and once per frame whatever the number
-    of viewers, in the encoder thread. A slow viewer skips frames (it always gets the newest one);
+  * The overlay is drawn (`wants_image`, in the classifier thread) and JPEG-encoded (in the encoder
+    thread) only while someone watches /stream or waits for /frame.jpg, at most `stream_fps` frames a
+    second, once per frame whatever the number of viewers. A slow viewer skips frames (it always gets the newest one);
     one that takes nothing for WRITE_TIMEOUT_S is dropped.
   * Threads: always two (event loop + encoder), whatever the number of connections.
 Hardening: at most `max_viewers` /stream and as many /api/events clients (503 beyond), at most
@@ -182,6 +182,7 @@ class DashboardSink(Sink):
         self._image_seq = 0
         self._encode = threading.Event()
         self.encoded = 0                    # JPEGs encoded (at most one per frame, stream_fps a second)
+        self._next_encode = 0.0             # monotonic time from which the encoder takes a new frame
         self._closed = False
         self._want = 0                      # stream viewers + snapshot waiters (read by wants_image)
         self._viewers = {"stream": 0, "events": 0}
@@ -213,12 +214,13 @@ class DashboardSink(Sink):
 
     @property
     def wants_image(self) -> bool:  # type: ignore[override]
-        """Draw the overlay only while someone watches."""
-        return self._want > 0
+        """Draw the overlay only while someone watches, and only when the encoder will take it
+        (at most stream_fps frames a second): the classifier pays for drawing only what is shown."""
+        return self._want > 0 and self._image is None and time.monotonic() >= self._next_encode
 
     def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
         self.stats.add(record)
-        if image is not None and self._want > 0:
+        if image is not None and self.wants_image:
             with self._lock:  # a reference: the caller does not modify an image after writing it
                 self._image, self._image_seq = image, self._image_seq + 1
             self._encode.set()
@@ -240,20 +242,17 @@ class DashboardSink(Sink):
     # -- the encoder thread ----------------------------------------------------------------------
 
     def _encode_loop(self) -> None:
-        next_time = 0.0
         while True:
             self._encode.wait()
             if self._closed:
                 return
-            delay = next_time - time.monotonic()
-            if delay > 0:  # pace to stream_fps; frames that arrive meanwhile replace each other
-                time.sleep(delay)
             self._encode.clear()
             with self._lock:
                 image, seq, self._image = self._image, self._image_seq, None
             if image is None:
                 continue
-            next_time = time.monotonic() + self.stream_interval
+            # write() takes no frame before this: frames are drawn and encoded at most stream_fps a second
+            self._next_encode = time.monotonic() + self.stream_interval
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             self.encoded += 1
             if ok and not self._closed:
