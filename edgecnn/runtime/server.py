@@ -188,6 +188,7 @@ class DashboardSink(Sink):
         self._viewers = {"stream": 0, "events": 0}
         # Owned by the event loop.
         self._jpeg: tuple[int, bytes] = (0, b"")
+        self._part = b""
         self._frame_waiter: asyncio.Future | None = None
         self._stats_cache: tuple[float, bytes] = (0.0, b"")
         self._pending: set = set()        # connections that have not sent a complete request yet
@@ -335,6 +336,9 @@ class DashboardSink(Sink):
 
     def _publish(self, seq: int, jpeg: bytes) -> None:
         self._jpeg = (seq, jpeg)
+        # one multipart part per frame, the same bytes object written to every viewer (no per-viewer copy)
+        self._part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n" % (
+            len(jpeg), jpeg)
         waiter, self._frame_waiter = self._frame_waiter, self._loop.create_future()
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -414,8 +418,8 @@ class DashboardSink(Sink):
                     if self._closed:
                         break
                     continue  # no new frame for 30 s (paused source): keep the viewer
-                head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                await asyncio.wait_for(resp.write(head + jpeg + b"\r\n"), WRITE_TIMEOUT_S)
+                # self._part is this very frame: nothing awaited since _next_jpeg returned
+                await asyncio.wait_for(resp.write(self._part), WRITE_TIMEOUT_S)
         except (ConnectionError, asyncio.TimeoutError):
             pass
         finally:
