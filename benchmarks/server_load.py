@@ -22,8 +22,10 @@ All on 127.0.0.1. Bounded: about 2 minutes.
     .venv/bin/python benchmarks/server_load.py [--bundle export/lenet5-digits] [--out runs/benchmarks/server_load.json]
 
 On the shared 2-core development machine absolute FPS are noisy; the interleaved ratios are what counts.
-The client process shares the CPU cores with the classifier, so the ratio also includes the clients' own
-cost (reading up to 50 MJPEG streams), which a device does not pay (its viewers are other machines).
+The classifier's process is pinned to the first half of the CPUs and the client process to the other
+half: on a device the viewers are other machines, so their own cost (reading up to 50 MJPEG streams) is
+not the server's. The server's own threads (event loop, JPEG encoder) run in the measured process and
+count fully; their CPU seconds per second are printed next to the classifier's.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from edgecnn.runtime.sources import open_source  # noqa: E402
 from edgecnn.utils import atomic_write_json  # noqa: E402
 
 VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+CLIENT_CPUS: set[int] = set(os.sched_getaffinity(0))
 LOAD_S = 2.0    # measured seconds per phase: short phases, many pairs (the load of a shared machine drifts)
 SETTLE_S = 0.5
 
@@ -55,6 +58,7 @@ CLIENT = r'''
 import asyncio, json, socket, sys
 port, viewers, idle, bad = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 opened = set()  # every writer of the current phase, closed when it ends
+phase = {"on": False}  # loops end when a phase does (a cancel alone can be lost in wait_for)
 stats = {"frames": 0, "bytes": 0, "served_viewers": 0, "refused_503": 0, "idle_closed_by_server": 0,
          "malformed_sent": 0, "malformed_400": 0, "errors": 0}
 
@@ -70,7 +74,7 @@ async def connect(rcvbuf=None):
 
 async def viewer(i):
     slow = i < 10  # 10 slow readers: 4 KB buffers, 4 KB every 0.2 s
-    while True:
+    while phase["on"]:
         try:
             r, w = await connect(4096 if slow else None)
             w.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -81,7 +85,7 @@ async def viewer(i):
                 await asyncio.sleep(1.0)
                 continue
             stats["served_viewers"] += 1
-            while True:
+            while phase["on"]:
                 chunk = await r.read(4096 if slow else 1 << 16)
                 if not chunk:
                     break
@@ -94,7 +98,7 @@ async def viewer(i):
             await asyncio.sleep(1.0)
 
 async def idler(i):
-    while True:
+    while phase["on"]:
         try:
             r, w = await connect()
             if i % 2:
@@ -113,7 +117,7 @@ BAD = [b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
 
 async def malformed():
     k = 0
-    while True:
+    while phase["on"]:
         try:
             r, w = await connect()
             w.write(BAD[k % len(BAD)])
@@ -134,14 +138,17 @@ async def main():
     tasks = []
     while True:
         cmd = (await reader.readline()).strip()
+        phase["on"] = False
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=3)
         for w in opened:
             w.close()
         opened.clear()
         tasks = []
         if cmd == b"on":
+            phase["on"] = True
             tasks = [asyncio.create_task(viewer(i)) for i in range(viewers)]
             tasks += [asyncio.create_task(idler(i)) for i in range(idle)]
             if bad:
@@ -190,6 +197,19 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each named thread of this process (/proc/self/task/TID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for t in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        out[t.name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,14 +229,13 @@ def one_config(bundle: str, max_viewers: int, viewers: int, idle: int, pairs: in
     done: dict = {}
     devnull = open(os.devnull, "w")  # noqa: SIM115 (closed below)
     runner = threading.Thread(target=lambda: done.update(summary=run(clf, opts, source, stdout=devnull,
-                                                                    stderr=devnull)))
+                                                                    stderr=devnull)), name="classifier")
     runner.start()
-    # One client process, switched on and off. At normal priority: on this shared machine a niced client
-    # barely runs (and applies no load); so its own CPU use counts against the ratio here (a worst case:
-    # on a device the viewers are other machines).
+    # One client process, switched on and off, pinned to other CPUs than this process (on a device the
+    # viewers are other machines; a niced client on this shared machine barely ran and applied no load).
     client = subprocess.Popen([sys.executable, "-c", CLIENT, str(port), str(viewers), str(idle),
                                "1" if malformed else "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+                              text=True, preexec_fn=lambda: os.sched_setaffinity(0, CLIENT_CPUS))
 
     def command(cmd: str) -> None:
         client.stdin.write(cmd + "\n")
@@ -233,11 +252,14 @@ def one_config(bundle: str, max_viewers: int, viewers: int, idle: int, pairs: in
         t0 = time.monotonic()
         time.sleep(SETTLE_S)  # connections open (or close) and the server settles
         t1 = time.monotonic()
+        cpu0 = thread_cpu()
         time.sleep(LOAD_S / 2)
         threads[kind].append(threading.active_count())
         time.sleep(LOAD_S / 2)
         t2 = time.monotonic()
-        phase = {"kind": kind, "fps": fps_between(source.stamps, t1, t2), "seconds": t2 - t0}
+        cpu1 = thread_cpu()
+        phase = {"kind": kind, "fps": fps_between(source.stamps, t1, t2), "seconds": t2 - t0,
+                 "thread_cpu_s_per_s": {k: round((cpu1[k] - cpu0[k]) / (t2 - t1), 3) for k in cpu1 if k in cpu0}}
         if kind == "idle":
             gc.collect()
             rss_idle.append(rss_mb())
@@ -274,6 +296,12 @@ def main() -> int:
                     help="where the JSON results go (default runs/benchmarks/server_load.json)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:  # the classifier's process on the first half of the CPUs, the clients on the rest
+        global CLIENT_CPUS
+        half = len(cpus) // 2
+        CLIENT_CPUS = set(cpus[half:])
+        os.sched_setaffinity(0, set(cpus[:half]))  # before any thread starts: all of them inherit it
     results = {"machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
                "configs": [one_config(args.bundle, int(mv), args.viewers, args.idle, args.pairs, args.malformed)
                            for mv in args.max_viewers.split(",")]}
@@ -291,6 +319,11 @@ def main() -> int:
               f"refused (503), {cl['frames']} frames / {cl['bytes'] / 1e6:.1f} MB received, "
               f"{cl['idle_closed_by_server']} idle connections closed by the server, "
               f"{cl['malformed_400']}/{cl['malformed_sent']} malformed requests answered 400")
+        for kind in ("idle", "load"):
+            per = [p["thread_cpu_s_per_s"] for p in c["phases"] if p["kind"] == kind]
+            names = sorted({k for d in per for k in d})
+            shown = ", ".join(f"{k} {sum(d.get(k, 0) for d in per) / len(per):.2f}" for k in names)
+            print(f"  CPU s/s by thread, {kind}: {shown}")
         ok &= (c["median_ratio"] >= 0.8 and max(c["threads_load"]) <= max(c["threads_idle"])
                and c["rss_growth_mb"] < 5)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
