@@ -355,3 +355,22 @@ def test_overlay_text_on_a_dark_panel_and_scaled_to_the_frame():
         bottom = out[h - 6 : h - 2, 2 : w // 4].astype(int).mean(axis=2)
         assert np.median(bottom) < 100
     assert heights[1080] > 1.8 * heights[480]  # font and rows scale with the frame
+
+
+def test_serve_without_aiohttp_is_one_line_naming_the_extra():
+    """A device install without the serve extra: `--serve` says what to install, exit 2, no traceback."""
+    blocker = (
+        "import importlib.abc, sys\n"
+        "class B(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'aiohttp':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, B())\n"
+        "from edgecnn.cli import main\n"
+        f"sys.exit(main(['run', {str(REPO / 'export' / 'lenet5-digits')!r}, '--source', "
+        "'/usr/share/doc/opencv-doc/examples/data/vtest.avi', '--serve', '127.0.0.1:0', '--max-frames', '5']))\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "edgecnn[serve]" in proc.stderr and "Traceback" not in proc.stderr
