@@ -93,20 +93,21 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgecnn", "run", str(digits_bundle), "--source", str(digit_video_long),
-         "--realtime", "--threads", "1", "--serve", f"127.0.0.1:{port}"],
+         "--realtime", "--threads", "1", "--serve", f"127.0.0.1:{port}", "--serve-token", "t0ken"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    base = f"http://127.0.0.1:{port}/"
+    base, tok = f"http://127.0.0.1:{port}/", "?token=t0ken"  # the page passes the token on to stream + API
     driver = None
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                if _get(base + "api/latest", timeout=2)[0] == 200:
+                if _get(base + "api/latest" + tok, timeout=2)[0] == 200:
                     break
             except OSError:
                 pass
             time.sleep(0.3)
-        assert proc.poll() is None and _get(base + "api/latest")[0] == 200, "the run did not start serving"
+        assert proc.poll() is None and _get(base + "api/latest" + tok)[0] == 200, "the run did not start serving"
+        assert _get(base + "api/latest")[0] == 401
 
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
@@ -117,7 +118,7 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
             opts.add_argument(flag)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         driver.set_page_load_timeout(30)
-        driver.get(base)
+        driver.get(base + tok)
         wait = WebDriverWait(driver, 30, poll_frequency=0.2)
 
         def text(id_: str) -> str:
@@ -150,7 +151,7 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
         assert driver.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
         # The JSON API while the video plays: fps, stage percentiles, the latest top-k.
-        status, body = _get(base + "api/stats")
+        status, body = _get(base + "api/stats" + tok)
         stats = json.loads(body)
         assert status == 200 and stats["fps"] > 0 and stats["frames"] > frames0
         for stage in ("preprocess", "inference", "postprocess", "total"):
@@ -158,7 +159,7 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
             assert 0 <= s["p50"] <= s["p90"] <= s["p99"] and s["n"] >= 1
         assert stats["latest"]["top"] and 0 <= stats["latest"]["top"][0]["prob"] <= 1
         assert stats["running"]["artifact"].startswith("model") and stats["viewers"]["stream"] == 1
-        latest = json.loads(_get(base + "api/latest")[1])
+        latest = json.loads(_get(base + "api/latest" + tok)[1])
         assert latest["frame"] >= stats["latest"]["frame"] and len(latest["top"]) == 5
     finally:
         if driver is not None:
@@ -202,10 +203,16 @@ def test_token_is_required_everywhere_when_set():
     sink = DashboardSink("127.0.0.1:0", token="s3cret")
     try:
         sink.write(None, _record(0))
-        for path in ("", "api/stats", "api/latest", "static/dashboard.js"):
+        for path in ("", "api/stats", "api/latest"):
             assert _get(sink.address + path)[0] == 401
             assert _get(sink.address + path + "?token=wrong")[0] == 401
             assert _get(sink.address + path + "?token=s3cret")[0] == 200
+        for path in ("stream", "frame.jpg", "api/events"):
+            assert _get(sink.address + path)[0] == 401
+        # The page is one response (CSS and JS inlined) and passes its token on to the stream and the API.
+        page = _get(sink.address + "?token=s3cret")[1].decode()
+        assert "<style>" in page and "api/events" in page and "encodeURIComponent(token)" in page
+        assert 'src="static/' not in page and 'href="static/' not in page
         assert _get(sink.address + "api/stats", {"X-Edgecnn-Token": "s3cret"})[0] == 200
         assert _get(sink.address + "api/stats", {"Authorization": "Bearer s3cret"})[0] == 200
     finally:

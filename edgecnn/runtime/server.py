@@ -83,6 +83,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def page_html() -> bytes:
+    """static/index.html with its CSS and JS inlined: one response, so a token in the page's URL is all
+    it needs (the page passes the token on to /stream and the API)."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    css = (STATIC / "dashboard.css").read_text(encoding="utf-8")
+    js = (STATIC / "dashboard.js").read_text(encoding="utf-8")
+    html = html.replace('<link rel="stylesheet" href="static/dashboard.css">', f"<style>\n{css}</style>")
+    html = html.replace('<script src="static/dashboard.js"></script>', f"<script>\n{js}</script>")
+    return html.encode("utf-8")
+
+
 def device_name() -> str:
     """The board (device tree model) or the CPU model, and the architecture."""
     import platform
@@ -175,7 +186,7 @@ class DashboardSink(Sink):
         self.max_viewers, self.token, self.quality = max_viewers, token, quality
         self.stream_interval = 1.0 / stream_fps
         self.stats = RunStats()
-        self._assets = {name: (STATIC / name).read_bytes() for name in ("index.html", "dashboard.js", "dashboard.css")}
+        self._page = page_html()
         # Shared between the classifier thread (write), the encoder thread and the event loop.
         self._lock = threading.Lock()
         self._image: np.ndarray | None = None
@@ -287,7 +298,6 @@ class DashboardSink(Sink):
         app = web.Application(middlewares=[guard], client_max_size=4096)
         app.router.add_get("/", self._index)
         app.router.add_get("/index.html", self._index)
-        app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/stream", self._stream)
         app.router.add_get("/frame.jpg", self._snapshot)
         app.router.add_get("/api/stats", self._api_stats)
@@ -387,19 +397,8 @@ class DashboardSink(Sink):
     async def _index(self, request: Any) -> Any:
         from aiohttp import web
 
-        return web.Response(body=self._assets["index.html"], content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
-
-    async def _static(self, request: Any) -> Any:
-        from aiohttp import web
-
-        name = request.match_info["name"]
-        types = {".js": "application/javascript", ".css": "text/css"}
-        body = self._assets.get(name)
-        if body is None or Path(name).suffix not in types:
-            raise web.HTTPNotFound()
-        return web.Response(body=body, content_type=types[Path(name).suffix], charset="utf-8",
-                            headers={"Cache-Control": "no-cache"})
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     async def _stream(self, request: Any) -> Any:
         from aiohttp import web
