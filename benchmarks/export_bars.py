@@ -29,7 +29,7 @@ def train(args: list[str]) -> Path:
 
 def export(ckpt: Path, calib: str, samples: int | None) -> dict:
     out = Path(tempfile.mkdtemp(prefix="edgecnn-bars-")) / "bundle"
-    extra = ["--verify-samples", str(samples)] if samples else []
+    extra = ["--eval-limit", str(samples)] if samples else []
     # --max-drop 100: measure and report every artifact here instead of stopping at the first miss.
     rc = cli(["export", str(ckpt), "--formats", "onnx,tflite,tensorrt", "--int8", "--calib", calib,
               "--max-drop", "100", "--out", str(out), *extra])

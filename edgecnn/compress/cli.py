@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..cli_vocab import hidden_alias
 
 DATA_HELP = "dataset to fine-tune and evaluate on (default: the checkpoint's own)"
 
@@ -51,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT")
     _prune_args(p)
     p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tune epochs after each round (default 3)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", help="output folder (default: runs/<checkpoint's run>-pruned)")
     _common(p)
     p.set_defaults(func=_prune)
 
@@ -59,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Fine-tune with simulated int8 quantization and write qat.pt, which "
                                    "`edgecnn export --int8` turns into int8 ONNX (QDQ) and int8 TFLite.")
     p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--epochs", type=int, default=3, help="QAT epochs (default 3)")
-    p.add_argument("--out", required=True, help="output folder")
+    hidden_alias(p, p.add_argument("--qat-epochs", dest="epochs", type=int, default=3, help="QAT epochs (default 3)"),
+                 "--epochs")
+    p.add_argument("--out", help="output folder (default: runs/<checkpoint's run>-qat)")
     _common(p)
     p.set_defaults(func=_qat)
 
@@ -69,11 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "model loses more than --target-drop points of test top-1.")
     p.add_argument("checkpoint", metavar="CKPT")
     _prune_args(p)
-    p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--qat-epochs", type=int, default=2, help="QAT epochs after pruning (0 = prune only)")
+    p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tune epochs after pruning (default 3)")
+    p.add_argument("--qat-epochs", type=int, default=3, help="QAT epochs after pruning (default 3; 0 = prune only)")
     p.add_argument("--target-drop", type=float, default=1.0,
                    help="largest allowed test top-1 drop in points vs the input checkpoint (default 1.0)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", help="output folder (default: runs/<checkpoint's run>-compressed)")
     _common(p)
     p.set_defaults(func=_compress)
 
@@ -85,8 +89,15 @@ def _settings(args: argparse.Namespace):
                          ignore=args.ignore, method=args.method)
 
 
+def _default_out(checkpoint: str, suffix: str) -> str:
+    """runs/<the checkpoint's run folder>-<suffix>: runs/lenet5-digits/best.pt -> runs/lenet5-digits-pruned."""
+    return str(Path("runs") / f"{Path(checkpoint).resolve().parent.name}-{suffix}")
+
+
 def _prune(args: argparse.Namespace) -> int:
     import torch
+
+    args.out = args.out or _default_out(args.checkpoint, "pruned")
 
     torch.set_num_threads(max(1, args.threads))
     common = dict(data=args.data, data_root=args.data_root, lr=args.lr, train_limit=args.train_limit,
@@ -107,6 +118,7 @@ def _prune(args: argparse.Namespace) -> int:
 def _qat(args: argparse.Namespace) -> int:
     from .qat import qat_checkpoint
 
+    args.out = args.out or _default_out(args.checkpoint, "qat")
     qat_checkpoint(args.checkpoint, epochs=args.epochs, out=args.out, data=args.data, data_root=args.data_root,
                    lr=args.lr, train_limit=args.train_limit, eval_limit=args.eval_limit)
     return 0
@@ -115,6 +127,7 @@ def _qat(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace) -> int:
     from .pipeline import compress_checkpoint
 
+    args.out = args.out or _default_out(args.checkpoint, "compressed")
     compress_checkpoint(args.checkpoint, _settings(args), unstructured=args.unstructured,
                         finetune_epochs=args.finetune_epochs, qat_epochs=args.qat_epochs,
                         target_drop=args.target_drop, out=args.out, data=args.data, data_root=args.data_root,

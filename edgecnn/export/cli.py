@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_vocab import hidden_alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's subcommands; handlers import heavy libraries lazily."""
@@ -23,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="where datasets live (for datasets that are not embedded)")
     p.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
                    help="fail if an artifact loses more top-1 accuracy points than this (default 1.0)")
-    p.add_argument("--verify-samples", type=int, metavar="N", help="verify on N test images (default: all)")
+    hidden_alias(p, p.add_argument("--eval-limit", dest="verify_samples", type=int, metavar="N",
+                                   help="verify on a seeded subset of N test images (default: all)"), "--verify-samples")
     p.add_argument("--out", help="bundle directory (default: export/<model>-<dataset>)")
     p.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
     p.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
@@ -41,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--data", help="dataset to verify on (default: the one in the manifest)")
     v.add_argument("--data-root", help="where datasets live")
     v.add_argument("--checkpoint", help="source checkpoint (default: the path in the manifest, if unchanged)")
-    v.add_argument("--samples", type=int, metavar="N", help="verify on N test images (default: all)")
+    hidden_alias(v, v.add_argument("--eval-limit", dest="samples", type=int, metavar="N",
+                                   help="verify on a seeded subset of N test images (default: all)"), "--samples")
     v.add_argument("--max-drop", type=float, default=1.0, metavar="PTS", help="fail above this drop (default 1.0)")
     v.add_argument("--write", action="store_true", help="record the new numbers in manifest.json and REPORT.md")
     v.set_defaults(func=_verify)

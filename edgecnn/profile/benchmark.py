@@ -123,7 +123,7 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
     if warmup < 0:
         raise EdgeCNNError(f"--warmup must be >= 0, got {warmup}")
     if test_limit is not None and test_limit < 1:
-        raise EdgeCNNError(f"--test-limit must be at least 1, got {test_limit}")
+        raise EdgeCNNError(f"--eval-limit must be at least 1, got {test_limit}")
     threads = threads or os.cpu_count() or 1
     if threads < 1:
         raise EdgeCNNError(f"--threads must be at least 1, got {threads}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_vocab import hidden_alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this area's subcommands; handlers import heavy libraries lazily."""
@@ -58,12 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--data-root", help="folder holding the dataset files")
     b.add_argument("--formats", default="onnx,tflite", help="comma list of onnx, tflite (default: both)")
     b.add_argument("--no-int8", dest="int8", action="store_false", help="skip int8 artifacts")
-    b.add_argument("--out", metavar="DIR", help="output folder (default: benchmarks/<checkpoint name>)")
+    b.add_argument("--out", metavar="DIR", help="output folder for bundle/, benchmark.json, benchmark.md and "
+                                                "pareto.png (default: benchmark/<model>-<dataset>)")
     b.add_argument("--threads", type=int, default=None, metavar="N", help="threads for every row (default: all cores)")
     b.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per row (default 100)")
     b.add_argument("--warmup", type=int, default=10, metavar="W", help="warm-up runs per row (default 10)")
-    b.add_argument("--test-limit", type=int, default=None, metavar="N",
-                   help="measure accuracy on a seeded subset of N test images (default: the whole test split)")
+    hidden_alias(b, b.add_argument("--eval-limit", dest="test_limit", type=int, default=None, metavar="N",
+                                   help="measure accuracy on a seeded subset of N test images (default: the whole "
+                                        "test split)"), "--test-limit")
     b.add_argument("--calib-size", type=int, default=200, metavar="N", help="int8 calibration images (default 200)")
     b.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     b.set_defaults(func=_benchmark)

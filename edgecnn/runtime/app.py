@@ -27,7 +27,7 @@ from ..profile.stats import latency_stats
 from ..utils import atomic_write_json
 from .classifier import Classifier
 from .overlay import STAGES, draw_overlay
-from .sinks import JsonLinesSink, MjpegSink, Sink, VideoSink, WindowSink, display_available
+from .sinks import JsonLinesSink, Sink, VideoSink, WindowSink, display_available
 from .sources import Frame, Source, open_source
 
 log = logging.getLogger("edgecnn.runtime")
@@ -50,6 +50,9 @@ class RunOptions:
     width: int | None = None
     height: int | None = None
     banner: str | None = None  # printed to stderr once the first frame is in (after any bad-input error)
+    max_viewers: int = 4  # --serve: concurrent /stream (and /api/events) clients
+    serve_token: str | None = None  # --serve: required as ?token= or a header when set
+    device: str | None = None  # the device profile applied (shown by the dashboard)
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
@@ -157,6 +160,8 @@ def check_options(opts: RunOptions) -> None:
         raise EdgeCNNError(f"--max-frames must be at least 1, got {opts.max_frames}")
     if opts.top_k < 1:
         raise EdgeCNNError(f"--top-k must be at least 1, got {opts.top_k}")
+    if opts.max_viewers < 1:
+        raise EdgeCNNError(f"--max-viewers must be at least 1, got {opts.max_viewers}")
 
 
 def open_run_source(opts: RunOptions) -> Source:
@@ -189,11 +194,15 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
         if opts.save:
             sinks.append(VideoSink(opts.save, source.fps))
         if opts.serve:
-            mjpeg = MjpegSink(opts.serve)
-            sinks.append(mjpeg)
-            print(f"edgecnn: MJPEG stream on {mjpeg.address}stream (newest frame: {mjpeg.address}frame.jpg)",
-                  file=stderr, flush=True)
-        draw = any(s.wants_image for s in sinks)
+            from .server import DashboardSink, device_name
+
+            dash = DashboardSink(opts.serve, info={**clf.describe(), "profile": opts.device, "device": device_name(),
+                                                   "source": source.describe},
+                                 counters=lambda: {"dropped": source.dropped, "reconnects": source.reconnects},
+                                 max_viewers=opts.max_viewers, token=opts.serve_token)
+            sinks.append(dash)
+            print(f"edgecnn: dashboard on {dash.address}{'?token=TOKEN' if opts.serve_token else ''} "
+                  f"(MJPEG {dash.address}stream, JSON {dash.address}api/stats)", file=stderr, flush=True)
         box_cache: dict[tuple, tuple | None] = {}
 
         def prepare(frame: Frame) -> tuple[np.ndarray, float, tuple | None]:
@@ -256,6 +265,7 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
                           "fps": round(fps_ema or 0.0, 2)}
                 if frame.name is not None:
                     record["name"] = frame.name
+                draw = any(s.wants_image for s in sinks)  # per frame: the dashboard wants one only while watched
                 image = draw_overlay(frame.image, top, fps_ema, {**stage_ms, **last_ms}, box) if draw else None
                 keep = True
                 for sink in sinks:

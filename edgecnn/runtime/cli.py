@@ -37,7 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headless", action="store_true", help="no window: one JSON line per frame on stdout")
     p.add_argument("--save", metavar="OUT.mp4", default=None, help="also write the annotated video here")
     p.add_argument("--serve", metavar="HOST:PORT", nargs="?", const="127.0.0.1:8080", default=None,
-                   help="serve an MJPEG stream over HTTP (default 127.0.0.1:8080, localhost only)")
+                   help="serve the live dashboard over HTTP: page, MJPEG /stream, /api/stats, /api/latest, "
+                        "/api/events (default 127.0.0.1:8080, localhost only; needs the serve extra)")
+    p.add_argument("--max-viewers", type=int, default=4,
+                   help="with --serve: concurrent video viewers (and as many event clients) (default 4)")
+    p.add_argument("--serve-token", metavar="TOKEN", default=None,
+                   help="with --serve: require this token (?token=TOKEN or an X-Edgecnn-Token header)")
     p.add_argument("--realtime", action="store_true",
                    help="play files/folders at their frame rate like a camera (late frames are dropped)")
     p.add_argument("--roi", metavar="X,Y,W,H", default=None, help="classify only this region of each frame")
@@ -150,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         realtime=args.realtime, roi=parse_roi(args.roi) if args.roi else None, center_crop=args.center_crop,
         smooth=args.smooth, max_frames=args.max_frames, report=args.report,
         reconnect_timeout=args.reconnect_timeout, width=width, height=height,
+        max_viewers=args.max_viewers, serve_token=args.serve_token, device=args.device,
     )
     check_options(opts)
     from ..bundle import Bundle

@@ -1,4 +1,4 @@
-"""Where results go: an OpenCV window, JSON lines on stdout, a video file, an MJPEG stream over HTTP."""
+"""Where results go: an OpenCV window, JSON lines on stdout, a video file (the HTTP dashboard: server.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +22,7 @@ VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", 
 class Sink:
     """`write` returns False when the user asked to stop (window closed, 'q' pressed)."""
 
-    wants_image = True  # False: the overlay need not be drawn for this sink
+    wants_image = True  # False: the overlay need not be drawn for this sink (read once per frame)
 
     def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:  # pragma: no cover
         raise NotImplementedError
@@ -115,109 +113,3 @@ class VideoSink(Sink):
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)
-
-
-def parse_address(addr: str) -> tuple[str, int]:
-    """'127.0.0.1:8080', ':8080' or '8080' -> (host, port); the host defaults to localhost."""
-    host, _, port = addr.rpartition(":") if ":" in addr else ("", "", addr)
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise EdgeCNNError(f"--serve {addr!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    return host, int(port)
-
-
-class MjpegSink(Sink):
-    """An HTTP server in a thread: / (a page), /stream (multipart MJPEG), /frame.jpg (the newest frame).
-
-    Frames are JPEG-encoded by the request threads, only when someone is watching.
-    """
-
-    def __init__(self, addr: str, quality: int = 80):
-        host, port = parse_address(addr)
-        self._cond = threading.Condition()
-        self._image: np.ndarray | None = None
-        self._seq = 0
-        self._jpeg: tuple[int, bytes] = (-1, b"")
-        self._closed = False
-        self.quality = quality
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt: str, *args: Any) -> None:  # keep stdout/stderr for our own output
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                path = self.path.split("?", 1)[0]
-                if path in ("/", "/index.html"):
-                    body = b'<html><body style="margin:0;background:#000"><img src="/stream" style="max-width:100%"></body></html>'
-                    self._send(200, "text/html", body)
-                elif path in ("/frame.jpg", "/snapshot.jpg"):
-                    seq, jpeg = sink.wait_jpeg(-1, timeout=10)
-                    if jpeg:
-                        self._send(200, "image/jpeg", jpeg)
-                    else:
-                        self._send(503, "text/plain", b"no frame yet\n")
-                elif path == "/stream":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                    self.send_header("Cache-Control", "no-cache")
-                    self.end_headers()
-                    seq = -1
-                    try:
-                        while True:
-                            seq, jpeg = sink.wait_jpeg(seq, timeout=30)
-                            if not jpeg:
-                                break
-                            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                             + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as e:
-            raise EdgeCNNError(f"--serve {addr}: cannot listen there ({e.strerror or e})") from None
-        self.server.daemon_threads = True
-        self.address = f"http://{host}:{self.server.server_address[1]}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="edgecnn-mjpeg", daemon=True)
-        self._thread.start()
-
-    def wait_jpeg(self, after: int, timeout: float) -> tuple[int, bytes]:
-        """The newest frame newer than `after`, as JPEG; (seq, b"") on timeout or after close."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._closed or (self._image is not None and self._seq > after), timeout)
-            if self._closed or self._image is None or self._seq <= after:
-                return self._seq, b""
-            seq, image = self._seq, self._image
-            if self._jpeg[0] == seq:
-                return self._jpeg
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        jpeg = buf.tobytes() if ok else b""
-        with self._cond:
-            self._jpeg = (seq, jpeg)
-        return seq, jpeg
-
-    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
-        with self._cond:
-            self._image = image
-            self._seq += 1
-            self._cond.notify_all()
-        return True
-
-    def close(self, ok: bool = True) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=2)
-

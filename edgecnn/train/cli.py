@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_vocab import hidden_alias
+
 DATA_HELP = "dataset: digits (embedded), mnist, fashion-mnist, cifar10, or folder:PATH (one subfolder per class)"
 
 
@@ -56,12 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", nargs="?", const="", metavar="LAST_PT",
                    help="continue an interrupted run from its last.pt (default: OUT/last.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    hidden_alias(p, p.add_argument("--torch-device", dest="device", default="auto",
+                                   help="auto | cpu | cuda (default: auto)"), "--device")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--threads", type=_positive_int, help="CPU threads per process (default: half the cores)")
-    p.add_argument("--qat", type=int, nargs="?", const=2, default=0, metavar="EPOCHS",
-                   help="then quantization-aware training for EPOCHS (default 2) into OUT/qat/qat.pt "
-                        "(edgecnn.compress.qat; same as `edgecnn qat OUT/best.pt`)")
+    hidden_alias(p, p.add_argument("--qat-epochs", dest="qat", type=int, nargs="?", const=3, default=0,
+                                   metavar="EPOCHS",
+                                   help="then quantization-aware training for EPOCHS (default 3) into OUT/qat/qat.pt "
+                                        "(edgecnn.compress.qat; same as `edgecnn qat OUT/best.pt`)"), "--qat")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split",
@@ -72,9 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", help="folder for the confusion matrix PNG (default: next to the checkpoint)")
-    p.add_argument("--limit", type=_positive_int, help="evaluate a seeded random subset of N images")
+    hidden_alias(p, p.add_argument("--eval-limit", dest="limit", type=_positive_int, metavar="N",
+                                   help="evaluate a seeded random subset of N images"), "--limit")
     p.add_argument("--batch-size", type=_positive_int, default=256)
-    p.add_argument("--device", default="auto")
+    hidden_alias(p, p.add_argument("--torch-device", dest="device", default="auto",
+                                   help="auto | cpu | cuda (default: auto)"), "--device")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_eval)
 
