@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="bundle directory (default: export/<model>-<dataset>)")
     p.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
     p.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
-    p.add_argument("--device", metavar="MCU", help="with tflm: say whether the model fits this microcontroller "
+    p.add_argument("--device", metavar="PROFILE", help="with tflm: say whether the model fits this microcontroller "
                    "profile (cortex-m4, cortex-m7, esp32-s3, rp2040)")
     p.set_defaults(func=_export)
 
