@@ -5,7 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..utils import atomic_write_text
-from .verify import format_table
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of artifact verification results (also used in REPORT.md)."""
+    header = ["artifact", "format", "precision", "size", "max abs diff", "agreement", "accuracy", "drop (pts)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in rows:
+        v = a.get("verified") or {}
+
+        def pct(x):
+            return "n/a" if x is None else f"{100 * x:.2f}%"
+
+        cells = [
+            a["file"],
+            a["format"],
+            a["precision"],
+            f"{a['size_bytes'] / 1024:.1f} KiB",
+            "n/a" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.3g}",
+            pct(v.get("top1_agreement")),
+            pct(v.get("accuracy")),
+            "n/a" if v.get("drop_points") is None else f"{v['drop_points']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def render_report(manifest: dict) -> str:
@@ -17,8 +40,7 @@ def render_report(manifest: dict) -> str:
         "",
         f"Model `{m['name']}` ({m['params']:,} parameters, {m['macs']:,} MACs per image), "
         f"{len(manifest['classes'])} classes, exported {manifest['created']}.",
-        f"Source checkpoint: `{Path(src.get('checkpoint', '?')).name}` (sha256 {str(src.get('sha256', ''))[:16]}...), "
-        f"trained on `{src.get('dataset')}`.",
+        _source_line(src),
         f"Input: {inp['channels']}x{inp['height']}x{inp['width']} {inp['color']}, resize {inp['resize']} "
         f"({inp['interpolation']}), x*{inp['scale']:.6g}, mean {inp['mean']}, std {inp['std']}. "
         "ONNX files take NCHW, TFLite files NHWC; all output logits.",
@@ -28,8 +50,11 @@ def render_report(manifest: dict) -> str:
         f"Each artifact was run (onnxruntime / ai_edge_litert, CPU) on {ver.get('samples')} real "
         f"`{ver.get('dataset')}` {ver.get('split')}-split images, preprocessed exactly as the runtime does, and "
         "compared with the PyTorch model on the same inputs: max abs logit difference, top-1 agreement with "
-        "PyTorch, top-1 accuracy and its drop from PyTorch's accuracy "
-        f"(the export fails above {ver.get('max_drop_points')} points).",
+        + ("PyTorch, top-1 accuracy and its drop from PyTorch's accuracy "
+           f"(the export fails above {ver.get('max_drop_points')} points)."
+           if ver.get("accuracy_measured", True) else
+           f"PyTorch (the export fails if more than {ver.get('max_drop_points')}% of the images change class). "
+           "**Accuracy was not measured**: no labelled test data was given (parity on calibration images only)."),
         "",
         format_table(manifest["artifacts"]),
         "",
@@ -53,6 +78,17 @@ def render_report(manifest: dict) -> str:
     lines += ["## Tool versions", ""]
     lines += [f"- {k} {v}" for k, v in manifest.get("tool_versions", {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def _source_line(src: dict) -> str:
+    if src.get("checkpoint"):
+        return (f"Source checkpoint: `{Path(src['checkpoint']).name}` (sha256 {str(src.get('sha256', ''))[:16]}...), "
+                f"trained on `{src.get('dataset')}`.")
+    if src.get("module"):
+        return f"Source: the live module `{src['module']}` (weights sha256 {str(src.get('sha256', ''))[:16]}...)."
+    if src.get("imported"):
+        return f"Source: imported model files {', '.join(f'`{f}`' for f in src['imported'])} (made elsewhere)."
+    return "Source: unknown."
 
 
 def write_report(bundle_dir: str | Path, manifest: dict) -> None:

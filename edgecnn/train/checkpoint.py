@@ -97,18 +97,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
     """Rebuild the nn.Module described by a checkpoint dict and load its weights (eval mode)."""
     m = ckpt["model"]
+    if ckpt.get("program") is not None:  # portable checkpoint of any module (edgecnn.train.portable)
+        from .portable import module_from_program
+
+        return module_from_program(ckpt["program"])
     model = build_model(m["name"], m["num_classes"], m["in_channels"], **m.get("options", {}))
     structure = ckpt.get("structure")
     if structure:
         kind = structure.get("kind", "")
-        if kind not in STRUCTURE_LOADERS:
-            # edgecnn.compress.structure registers the "pruned" loader when imported.
-            import importlib
+        if kind == "pruned" and kind not in STRUCTURE_LOADERS:
+            from ..compress.structure import rebuild_pruned  # structure imports nothing of train: no circle
 
-            try:
-                importlib.import_module("edgecnn.compress.structure")
-            except ImportError:
-                pass
+            STRUCTURE_LOADERS[kind] = rebuild_pruned
         if kind not in STRUCTURE_LOADERS:
             raise EdgeCNNError(f"checkpoint has structure kind '{kind}' that this edgecnn cannot rebuild")
         model = STRUCTURE_LOADERS[kind](model, ckpt)
