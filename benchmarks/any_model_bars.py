@@ -1,6 +1,6 @@
 """The bars of "any model in" (issue 12), measured on real held-out data.
 
-    python benchmarks/any_model_bars.py [--data fashion-mnist] [--epochs 3] [--train-limit 20000]
+    python benchmarks/any_model_bars.py [--data fashion-mnist] [--epochs 2] [--train-limit 10000] [--out DIR]
 
 1. A user's own module (BatchNorm + residual add, 1x28x28), trained in a plain torch loop (no
    edgecnn code), exported with `edgecnn.export_model(..., int8=True, formats=("onnx", "tflite"))`:
@@ -83,8 +83,9 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="fashion-mnist")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--train-limit", type=int, default=20000)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--train-limit", type=int, default=10000)
+    ap.add_argument("--width", type=int, default=16, help="channels of the first stage")
     ap.add_argument("--out", help="working folder (default: a temporary one)")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -94,7 +95,7 @@ def main() -> int:
     xtr, ytr = np.asarray(xtr)[: a.train_limit], np.asarray(ytr)[: a.train_limit]
     xte, yte = (np.asarray(v) for v in ds.split("test"))
     mean, std = float(xtr.mean() / 255.0), float(xtr.std() / 255.0)
-    model = ResNetLite(len(ds.classes))
+    model = ResNetLite(len(ds.classes), a.width)
     t0 = time.perf_counter()
     plain_training(model, xtr, ytr, mean, std, a.epochs)
     acc = torch_accuracy(model, xte, yte, mean, std)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data import Dataset, load_dataset, preprocessed
 from ..errors import EdgeCNNError
+from ..train.program import input_spec
 from .api import (
     DEFAULT_CALIB_SIZE,
     SAMPLES_PER_CLASS,
@@ -78,23 +79,6 @@ def as_dataset(data: DataArg, split: str, classes: list[str], channels: int, *, 
     return ds, "arrays"
 
 
-def input_spec(input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], color: str | None,
-               resize: str) -> dict:
-    """The manifest `input` block, checked like the bundle reader checks it."""
-    from ..bundle import validate_manifest
-
-    if len(input_size) != 3:
-        raise EdgeCNNError(f"input_size must be (C, H, W), got {tuple(input_size)}")
-    c, h, w = (int(v) for v in input_size)
-    color = color or ("GRAY" if c == 1 else "RGB")
-    spec = {"height": h, "width": w, "channels": c, "color": color, "resize": resize, "interpolation": "area",
-            "scale": 1.0 / 255.0, "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
-    # The input rules live in one place: run the manifest validator on a stub manifest.
-    validate_manifest({"schema": "edgecnn.bundle/1", "name": "-", "classes": ["-"], "input": spec,
-                       "artifacts": []}, where="export_model")
-    return spec
-
-
 def weights_sha256(model) -> str:
     """A fingerprint of the module's weights (the bundle's source when there is no checkpoint file)."""
     h = hashlib.sha256()
@@ -132,7 +116,7 @@ def export_model(model, out: str | Path, *, input_size: Sequence[int], classes: 
         raise EdgeCNNError(f"max_drop must be >= 0, got {max_drop}")
     spec = input_spec(input_size, mean, std, color, resize)
     model = model.eval()
-    from ..train.portable import export_program
+    from ..train.program import export_program
 
     export_program(model, spec, len(classes))  # one clear error for a module that does not trace
     out = Path(out)

@@ -98,7 +98,7 @@ def model_from_checkpoint(ckpt: dict) -> nn.Module:
     """Rebuild the nn.Module described by a checkpoint dict and load its weights (eval mode)."""
     m = ckpt["model"]
     if ckpt.get("program") is not None:  # portable checkpoint of any module (edgecnn.train.portable)
-        from .portable import module_from_program
+        from .program import module_from_program
 
         return module_from_program(ckpt["program"])
     model = build_model(m["name"], m["num_classes"], m["in_channels"], **m.get("options", {}))

@@ -26,57 +26,11 @@ from .. import __version__
 from ..errors import EdgeCNNError
 from .checkpoint import FORMAT, load_checkpoint
 from .checkpoint import save_checkpoint as _write
+from .program import export_program, input_spec, module_from_program
 
 KIND = "exported_program"
-MAX_BATCH = 4096
 
 __all__ = ["save_checkpoint", "load_checkpoint", "export_program", "module_from_program"]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
-def export_program(model: nn.Module, spec: dict, num_classes: int) -> torch.export.ExportedProgram:
-    """Trace `model` (eval mode) with torch.export for a dynamic batch; it must return (N, num_classes).
-
-    ONNX and TFLite conversion both start from torch.export, so a module that fails here cannot be
-    exported either: one clear error, before anything is written.
-    """
-    model.eval()
-    x = torch.zeros(2, spec["channels"], spec["height"], spec["width"])
-    try:
-        with torch.no_grad():
-            y = model(x)
-    except Exception as e:
-        raise EdgeCNNError(f"the model does not run on a {tuple(x.shape)} input: {type(e).__name__}: "
-                           f"{_first_line(e)}") from None
-    if not isinstance(y, torch.Tensor) or y.ndim != 2:
-        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else ""
-        raise EdgeCNNError(f"the model must return one (N, classes) tensor of logits, got {type(y).__name__}{shape}")
-    if y.shape[1] != num_classes:
-        raise EdgeCNNError(f"the model outputs {y.shape[1]} classes but `classes` names {num_classes}")
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    try:
-        return torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
-    except Exception as e:
-        raise EdgeCNNError(f"the model does not trace with torch.export (needed to export or store it as data): "
-                           f"{type(e).__name__}: {_first_line(e)}") from None
-
-
-def module_from_program(data: bytes) -> nn.Module:
-    """The runnable module of a serialized ExportedProgram (eval semantics are baked into the graph)."""
-    try:
-        program = torch.export.load(io.BytesIO(data))
-    except Exception as e:
-        raise EdgeCNNError(f"the checkpoint's exported program does not load: {_first_line(e)}") from None
-    module = program.module()
-    # ExportedProgram.module() forbids .train()/.eval(); the graph was exported in eval mode (BatchNorm
-    # uses running stats, dropout is gone), so the flags are inert: restore nn.Module's methods.
-    for attr in ("train", "eval"):
-        module.__dict__.pop(attr, None)
-    return module
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, input_size: Sequence[int], classes: Sequence[str],
@@ -87,8 +41,6 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, input_size: Se
     `dataset` names the data the model was trained on (e.g. "fashion-mnist", "folder:PATH"): `edgecnn
     export` and `edgecnn eval` verify on its test split by default.
     """
-    from ..export.module import input_spec
-
     if not isinstance(model, nn.Module):
         raise EdgeCNNError(f"save_checkpoint takes a torch.nn.Module, got {type(model).__name__}")
     classes = [str(c) for c in classes]
