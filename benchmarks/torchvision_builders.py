@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--verify-samples", type=int, default=200)
     ap.add_argument("--max-params", type=int, default=100_000_000)
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per builder")
+    ap.add_argument("--reverse", action="store_true", help="largest first (a second process sharing OUT)")
     ap.add_argument("--table", action="store_true", help="print the markdown table of OUT/results.jsonl")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one builder in this process
     a = ap.parse_args()
@@ -132,8 +133,10 @@ def main() -> int:
         print(f"\n{ok} of {len(order)} builders measured pass ({len(sized)} builders in torchvision)")
         return 0
     only = set(a.only.split(",")) if a.only else None
-    for name, n_params in sized:
-        if name in done or (only and name not in only):
+    for name, n_params in (reversed(sized) if a.reverse else sized):
+        if results_file.exists():  # another sweep process may share OUT (e.g. one with --reverse)
+            done.update({json.loads(ln)["name"]: json.loads(ln) for ln in results_file.read_text().splitlines()})
+        if name in done or (only and name not in only) or (a.reverse and n_params > a.max_params):
             continue
         if n_params > a.max_params:
             rec = {"name": name, "status": "not run",
