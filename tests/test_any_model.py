@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
-from conftest import run_cli
 from edgecnn.data import load_dataset
 from edgecnn.errors import EdgeCNNError
 
