@@ -146,6 +146,21 @@ def _layout(path: Path, shape: list, channels: int | None, size: tuple[int, int]
     return layout, int(c), (int(hw[0]), int(hw[1]))
 
 
+def _copy_model(src: Path, dst: Path, fmt: str) -> None:
+    """Copy a model file into the bundle. ONNX weights kept as external data (`torch.onnx.export`
+    writes `model.onnx.data` next to the file) are folded into one self-contained file."""
+    if fmt == "onnx":
+        import onnx
+
+        model = onnx.load(str(src))  # loads external data from src's folder
+        for t in model.graph.initializer:
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.external_data[:]
+        onnx.save(model, str(dst))  # < 2 GB: one self-contained file
+        return
+    shutil.copyfile(src, dst)
+
+
 def _precision(io: dict) -> str:
     dts = {io["input"]["dtype"], io["output"]["dtype"]}
     if dts & {"int8", "uint8"}:
@@ -254,7 +269,7 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         artifacts, outputs = [], []
         probe = x if x is not None else np.zeros((1, c, h, w), np.float32)
         for p, io, (layout, _, _) in zip(paths, ios, layout_info):
-            shutil.copyfile(p, stage / p.name)
+            _copy_model(p, stage / p.name, io["format"])
             rec = artifact_record(stage, p.name, format=io["format"], precision=_precision(io), layout=layout,
                                   input=io["input"], output={**io["output"], "kind": "logits"})
             raw = _run(Artifact(stage, rec), probe)

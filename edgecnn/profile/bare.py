@@ -109,10 +109,12 @@ def bare_bundle(file: str | Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="edgecnn-bare-") as tmp:
         stage = Path(tmp) / path.stem
         stage.mkdir()
-        try:
-            os.link(path, stage / path.name)
-        except OSError:  # another file system
-            shutil.copyfile(path, stage / path.name)
+        # The file, and ONNX external-data files beside it (torch.onnx.export writes NAME.onnx.data).
+        for f in [path, *sorted(path.parent.glob(path.name + ".*"))]:
+            try:
+                os.link(f, stage / f.name)
+            except OSError:  # another file system
+                shutil.copyfile(f, stage / f.name)
         rec = artifact_record(stage, path.name, format=fmt, precision=precision, layout=layout, input=inp,
                               output=out, verified=None)
         write_manifest(stage, {
