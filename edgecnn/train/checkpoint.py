@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -112,8 +113,12 @@ def model_from_checkpoint(ckpt: dict) -> nn.Module:
         if kind not in STRUCTURE_LOADERS:
             raise EdgeCNNError(f"checkpoint has structure kind '{kind}' that this edgecnn cannot rebuild")
         model = STRUCTURE_LOADERS[kind](model, ckpt)
+    state = OrderedDict(ckpt["state_dict"])
+    # The checkpoint keeps plain tensors; modules that version their state (torchvision's MNASNet
+    # refuses a state without a version) get the metadata of the model just built by this code.
+    state._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise EdgeCNNError(f"checkpoint weights do not fit model '{m['name']}': {str(e).splitlines()[0]}") from None
     return model.eval()
