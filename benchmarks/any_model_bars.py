@@ -90,6 +90,7 @@ def main() -> int:
     a = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(a.out or tempfile.mkdtemp(prefix="edgecnn-any-model-"))
+    work.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(a.data)
     xtr, ytr = ds.split("train")
     xtr, ytr = np.asarray(xtr)[: a.train_limit], np.asarray(ytr)[: a.train_limit]
