@@ -190,7 +190,7 @@ def test_portable_checkpoint_runs_without_the_users_code(user_model, digits, tmp
     p = subprocess.run([sys.executable, "-m", "edgecnn", "eval", str(ckpt), "--json"], capture_output=True,
                        text=True, env=env, cwd=tmp_path, timeout=1200)
     assert p.returncode == 0, p.stderr
-    assert abs(json.loads(p.stdout)["top1"] - _torch_acc(user_model, xte, yte)) < 1e-9
+    assert abs(json.loads(p.stdout)["top1"] - _torch_acc(user_model, xte, yte)) < 1e-6  # the same images right
 
 
 def test_export_model_bad_input_is_one_clear_error(tmp_path):
@@ -243,7 +243,8 @@ def test_import_model_plain_onnx_matches_torch(user_model, digits, tmp_path):
     assert (art["layout"], art["input"]["name"], art["output"]["kind"]) == ("NCHW", "pixels", "logits")
     assert (manifest["input"]["height"], manifest["input"]["width"]) == (20, 20)  # read from the file
     clf = Classifier(out)
-    pred = np.array([p.index for p in clf.predict_batch(list(xte), color_order="RGB")])
+    # torch.onnx.export fixed the batch at 1, as the user exported it: one image per call.
+    pred = np.array([clf.predict(im, color_order="RGB").index for im in xte])
     assert abs(float((pred == yte).mean()) - _torch_acc(user_model, xte, yte)) <= 0.001
     assert abs(art["verified"]["accuracy"] - _torch_acc(user_model, xte, yte)) <= 0.001
 
