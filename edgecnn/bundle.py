@@ -12,12 +12,12 @@ Manifest fields (see `validate_manifest` for the exact rules):
 
     schema, name, task="classification", classes[list[str]], created (ISO 8601),
     model:  {name, params, macs, kwargs}
-    input:  {height, width, channels (1|3), color ("GRAY"|"RGB"), resize ("stretch"|"center_crop"),
+    input:  {height, width, channels (1|3), color ("GRAY"|"RGB"|"BGR"), resize ("stretch"|"center_crop"),
              interpolation ("area"|"linear"), scale (multiplier to [0,1]), mean[list], std[list]}
     artifacts: [{file, format ("onnx"|"tflite"), precision ("fp32"|"fp16"|"int8"),
                  layout ("NCHW"|"NHWC"), sha256, size_bytes,
                  input:  {name, dtype ("float32"|"float16"|"int8"|"uint8"), quant {scale, zero_point}|null},
-                 output: {name, dtype, quant {scale, zero_point}|null, kind: "logits"},
+                 output: {name, dtype, quant {scale, zero_point}|null, kind: "logits"|"probs"},
                  verified: {dataset, samples, max_abs_diff, top1_agreement, accuracy,
                             reference_accuracy} | null}]
     source: {checkpoint, sha256, dataset, accuracy}
@@ -41,7 +41,7 @@ LABELS = "labels.txt"
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC")
-COLORS = ("GRAY", "RGB")
+COLORS = ("GRAY", "RGB", "BGR")  # BGR: an imported model that expects OpenCV channel order
 RESIZES = ("stretch", "center_crop")
 INTERPOLATIONS = ("area", "linear")
 DTYPES = ("float32", "float16", "int8", "uint8")

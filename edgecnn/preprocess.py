@@ -73,6 +73,10 @@ def _convert_color(arr: np.ndarray, order: str, target: str) -> np.ndarray:
         if arr.ndim == 2:
             return arr
         return c.cvtColor(arr, c.COLOR_BGR2GRAY if order == "BGR" else c.COLOR_RGB2GRAY)
+    if target == "BGR":  # imported models trained on OpenCV frames
+        if arr.ndim == 2:
+            return c.cvtColor(arr, c.COLOR_GRAY2BGR)
+        return c.cvtColor(arr, c.COLOR_RGB2BGR) if order == "RGB" else arr
     # target RGB
     if arr.ndim == 2:
         return c.cvtColor(arr, c.COLOR_GRAY2RGB)

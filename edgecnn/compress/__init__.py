@@ -2,6 +2,6 @@
 
 Importing the package imports nothing heavy: `edgecnn` registers its subcommands from
 `edgecnn.compress.cli` on every start, including `edgecnn run` on a device without torch.
-`edgecnn.compress.structure` registers the "pruned" structure loader when it is imported; the
-checkpoint reader imports it on meeting a pruned checkpoint.
+`edgecnn.compress.structure` rebuilds pruned checkpoints; the checkpoint reader imports it (lazily)
+on meeting a pruned checkpoint, and it imports nothing of `train` (no import circle).
 """

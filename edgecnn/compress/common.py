@@ -16,6 +16,10 @@ from ..train.checkpoint import make_checkpoint
 
 def checkpoint_dataset(ckpt: dict, data: str | None, data_root: str | None) -> Dataset:
     """The dataset to fine-tune and evaluate on: `data`, else the one the checkpoint was trained on."""
+    if ckpt.get("program") is not None:  # a portable checkpoint holds a traced graph, not a trainable module
+        raise EdgeCNNError("a portable checkpoint (edgecnn.save_checkpoint) stores a traced program, which "
+                           "cannot be pruned or retrained; use edgecnn.prune_model / edgecnn.qat_model on the "
+                           "live module from Python")
     name = data or ckpt.get("dataset")
     if not name:
         raise EdgeCNNError("checkpoint does not name its dataset; pass --data")

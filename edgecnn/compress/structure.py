@@ -3,7 +3,8 @@
 A pruned network differs from its registry architecture only in the sizes of its Conv2d,
 BatchNorm2d and Linear layers (torch-pruning removes channels; it never adds or reorders layers).
 So the checkpoint keeps `structure = {"kind": "pruned", "layers": {qualified name: shape record}}`,
-and `rebuild_pruned` builds the registry model, then swaps in layers of the recorded shapes. The
+and `rebuild_pruned` builds the registry model, then swaps in layers of the recorded shapes (the checkpoint reader calls
+it for `structure.kind == "pruned"`; this module imports nothing of `train`, so there is no circle). The
 state_dict then loads with `torch.load(weights_only=True)`: no pickled modules, no code.
 """
 
@@ -14,7 +15,6 @@ from typing import Any
 from torch import nn
 
 from ..errors import EdgeCNNError
-from ..train.checkpoint import STRUCTURE_LOADERS
 
 KIND = "pruned"
 
@@ -92,6 +92,3 @@ def rebuild_pruned(model: nn.Module, ckpt: dict) -> nn.Module:
         setattr(parent, attr, new)
     return model
 
-
-# The checkpoint reader imports this module lazily when it meets a pruned checkpoint.
-STRUCTURE_LOADERS.setdefault(KIND, rebuild_pruned)

@@ -146,9 +146,7 @@ def export_bundle(
     verified in the TFLM interpreter, plus C/C++ sources in tflm/; `device` (an MCU profile such as
     "cortex-m4") records and prints whether it fits that part.
     """
-    from ..models import count_macs, count_params
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint
-    from .verify import check_drop, format_table, measure, torch_logits
 
     fmts = parse_formats(formats)
     if int8 and not calib:
@@ -181,6 +179,49 @@ def export_bundle(
         cds = ds if calib == dataset else _load_data(calib, data_root)
         x_calib, _ = preprocessed(cds, "train", spec, calib_size)
         log(f"calibration: {len(x_calib)} samples from the '{calib}' training split")
+    samples = _write_samples_fn(ds, list(ckpt["classes"]), model, spec)
+    images, labels = ds.split("test")
+    tflm_sample = (np.asarray(images[0]), list(ckpt["classes"])[int(np.asarray(labels)[0])]) if len(labels) else None
+    return build_bundle(
+        model, out, fmts, fp16=fp16, int8=int8, spec=spec, classes=list(ckpt["classes"]), x_test=x_test,
+        y_test=y_test, x_calib=x_calib, verification={"dataset": dataset, "split": "test"}, max_drop=max_drop,
+        name=name, qat_ckpt=ckpt if ckpt.get("qat") else None, log=log, samples=samples,
+        model_block={"name": mname, "kwargs": {"num_classes": ckpt["model"]["num_classes"],
+                                               "in_channels": ckpt["model"]["in_channels"],
+                                               **ckpt["model"].get("options", {})}},
+        source={"checkpoint": str(ckpt_path.resolve()), "sha256": source_sha, "dataset": dataset,
+                "accuracy": (ckpt.get("metrics") or {}).get("test_acc")},
+        calibration={"dataset": calib, "split": "train", "samples": int(len(x_calib))} if x_calib is not None else None,
+        device=device, tflm_sample=tflm_sample, source_name=ckpt_path.name,
+    )
+
+
+def _write_samples_fn(ds, classes: list[str], model, spec: dict) -> Callable[[Path], list[dict]]:
+    """The bundle's samples/ writer for `ds`'s test split (PyTorch's class recorded per sample)."""
+    from .verify import torch_logits
+
+    return lambda stage: _write_samples(stage, ds, classes, SAMPLES_PER_CLASS, lambda x: torch_logits(model, x), spec)
+
+
+def build_bundle(model, out: Path, fmts: list[str], *, fp16: bool, int8: bool, spec: dict, classes: list[str],
+                 x_test: np.ndarray, y_test: np.ndarray | None, x_calib: np.ndarray | None, verification: dict,
+                 max_drop: float, name: str | None, model_block: dict, source: dict, calibration: dict | None,
+                 samples: Callable[[Path], list[dict]] | None, qat_ckpt: dict | None = None,
+                 device: str | None = None, tflm_sample: tuple[np.ndarray, str] | None = None,
+                 source_name: str = "model", log: Callable[[str], None] = print) -> Path:
+    """Export a live eval-mode `model` to every planned artifact, verify each, write the bundle atomically.
+
+    The one machinery behind `export_bundle` (checkpoints) and `export_model` (any nn.Module).
+    `y_test=None`: no labels, so parity only (agreement with PyTorch on `x_test`, e.g. the calibration
+    images); the artifacts' accuracy is recorded as not measured and an artifact fails when it
+    disagrees with PyTorch on more than `max_drop` percent of the images.
+    tflm: `device` (an MCU profile) to check the fit on; `tflm_sample` (raw image, label) embedded in the
+    generated main.cc; `source_name` names the source in the generated files.
+    """
+    from ..models import count_macs, count_params
+    from .verify import artifact_logits, check_drop, format_table, torch_logits
+
+    dataset, split = verification["dataset"], verification["split"]
     reference = torch_logits(model, x_test)
 
     want_onnx = "onnx" in fmts or "tensorrt" in fmts
@@ -209,10 +250,10 @@ def export_bundle(
                     opset = onnx_export.export_fp32(model, x_test, path)["opset"]
                 elif precision == "fp16":
                     onnx_export.convert_fp16(stage / "model.onnx", path)
-                elif ckpt.get("qat"):  # QAT checkpoint: its trained int8 scales (edgecnn.compress.qat)
+                elif qat_ckpt is not None:  # QAT checkpoint: its trained int8 scales (edgecnn.compress.qat)
                     from ..compress.qat import export_qat_onnx
 
-                    export_qat_onnx(ckpt, x_test, path)
+                    export_qat_onnx(qat_ckpt, x_test, path)
                 else:
                     onnx_export.quantize_int8(stage / "model.onnx", path, x_calib)
                 inp, outp = onnx_export.io_record(path)
@@ -220,24 +261,23 @@ def export_bundle(
             else:
                 from . import tflite as tflite_export
 
-                if precision == "int8" and ckpt.get("qat"):  # QAT checkpoint (edgecnn.compress.qat)
+                if precision == "int8" and qat_ckpt is not None:  # QAT checkpoint (edgecnn.compress.qat)
                     from ..compress.qat import export_qat_tflite
 
-                    export_qat_tflite(ckpt, x_test, path)
+                    export_qat_tflite(qat_ckpt, x_test, path)
                 else:
                     tflite_export.export_tflite(model, x_test, path, precision, x_calib)
                 inp, outp = tflite_export.io_record(path)
                 extra = {"layout": "NHWC"}
             rec = artifact_record(stage, file, format=fmt, precision=precision, **extra, input=inp, output=outp)
-            from .verify import artifact_logits
-
             logits = artifact_logits(Artifact(stage, rec), x_test)
-            rec["verified"] = measure(logits, y_test, reference, dataset=dataset, split="test")
-            v = rec["verified"]
-            log(f"{file}: {rec['size_bytes'] / 1024:.1f} KiB, agreement {100 * v['top1_agreement']:.2f}%, "
-                f"accuracy {100 * v['accuracy']:.2f}% (PyTorch {100 * v['reference_accuracy']:.2f}%), "
+            rec["verified"] = v = _verified(logits, y_test, reference, dataset, split)
+            acc = "accuracy not measured (no labelled test data)" if v["accuracy"] is None else \
+                f"accuracy {100 * v['accuracy']:.2f}% (PyTorch {100 * v['reference_accuracy']:.2f}%)"
+            log(f"{file}: {rec['size_bytes'] / 1024:.1f} KiB, agreement {100 * v['top1_agreement']:.2f}%, {acc}, "
                 f"max |diff| {v['max_abs_diff']:.3g}  [{time.perf_counter() - t0:.1f} s]")
             check_drop(file, v, max_drop)
+            _check_parity(file, v, max_drop)
             artifacts.append(rec)
 
         c, h, w = spec["channels"], spec["height"], spec["width"]
@@ -245,37 +285,25 @@ def export_bundle(
             "schema": SCHEMA,
             "name": name or out.name,
             "task": "classification",
-            "classes": list(ckpt["classes"]),
+            "classes": list(classes),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {
-                "name": mname,
-                "params": count_params(model),
-                "macs": count_macs(model, (c, h, w)),
-                "kwargs": {"num_classes": ckpt["model"]["num_classes"], "in_channels": ckpt["model"]["in_channels"],
-                           **ckpt["model"].get("options", {})},
-            },
+            "model": {"name": model_block["name"], "params": count_params(model),
+                      "macs": count_macs(model, (c, h, w)), "kwargs": model_block.get("kwargs", {})},
             "input": spec,
             "artifacts": artifacts,
-            "source": {
-                "checkpoint": str(ckpt_path.resolve()),
-                "sha256": source_sha,
-                "dataset": dataset,
-                "accuracy": (ckpt.get("metrics") or {}).get("test_acc"),
-            },
-            "verification": {"dataset": dataset, "split": "test", "samples": int(len(y_test)),
-                             "max_drop_points": max_drop},
-            "calibration": None,
-            "samples": _write_samples(stage, ds, list(ckpt["classes"]), SAMPLES_PER_CLASS,
-                                      lambda x: torch_logits(model, x), spec),
+            "source": source,
+            "verification": {"dataset": dataset, "split": split, "samples": int(len(x_test)),
+                             "max_drop_points": max_drop, "accuracy_measured": y_test is not None},
+            "calibration": calibration,
+            "samples": samples(stage) if samples is not None else [],
             "tool_versions": tool_versions(),
         }
-        if x_calib is not None:
-            manifest["calibration"] = {"dataset": calib, "split": "train", "samples": int(len(x_calib))}
         if "tensorrt" in fmts:
-            manifest["tensorrt"] = _tensorrt_block(stage, x_calib, x_test, y_test, reference, dataset, max_drop, log)
+            manifest["tensorrt"] = _tensorrt_block(stage, x_calib, x_test, y_test, reference, dataset, max_drop, log,
+                                                   split)
         if "tflm" in fmts:
-            manifest["tflm"] = _tflm_block(stage, artifacts, ds, spec, list(ckpt["classes"]), x_test, y_test,
-                                           reference, dataset, max_drop, device, ckpt_path.name, log)
+            manifest["tflm"] = _tflm_block(stage, artifacts, spec, list(classes), x_test, y_test, reference,
+                                           dataset, max_drop, device, tflm_sample, source_name, log)
             manifest["tool_versions"]["tflite-micro"] = manifest["tflm"]["verified"]["interpreter"].split()[-1]
         from .report import write_report
 
@@ -308,15 +336,13 @@ def _check_tflm_request(fmts: list[str], int8: bool, device: str | None) -> None
         load_mcu_profile(device)
 
 
-def _tflm_block(stage: Path, artifacts: list[dict], ds, spec: dict, classes: list[str], x_test, y_test,
-                reference, dataset: str, max_drop: float, device: str | None, source: str,
-                log: Callable[[str], None]) -> dict:
+def _tflm_block(stage: Path, artifacts: list[dict], spec: dict, classes: list[str], x_test, y_test,
+                reference, dataset: str, max_drop: float, device: str | None,
+                sample: tuple[np.ndarray, str] | None, source: str, log: Callable[[str], None]) -> dict:
     """The TFLM target built from the bundle's int8 TFLite artifact (see export/tflm.py)."""
     from .tflm import build_tflm
 
     rec = next(a for a in artifacts if a["format"] == "tflite" and a["precision"] == "int8")
-    images, labels = ds.split("test")
-    sample = (np.asarray(images[0]), classes[int(np.asarray(labels)[0])]) if len(labels) else None
     block = build_tflm(stage, rec, spec=spec, classes=classes, x_test=x_test, y_test=y_test, reference=reference,
                        dataset=dataset, max_drop=max_drop, sample=sample, source=source, log=log)
     if device:
@@ -328,14 +354,14 @@ def _tflm_block(stage: Path, artifacts: list[dict], ds, spec: dict, classes: lis
 
 
 def _tensorrt_block(stage: Path, x_calib, x_test, y_test, reference, dataset: str, max_drop: float,
-                    log: Callable[[str], None]) -> dict:
+                    log: Callable[[str], None], split: str = "test") -> dict:
     """What `edgecnn build-engine` uses on the device; engines are tied to one GPU + TensorRT version.
 
     With calibration data: the int8 QDQ ONNX in TensorRT's flavour (float biases), verified like
     the artifacts, and calib.npz (the preprocessed calibration images, for checks on the device).
     """
     from . import onnx as onnx_export
-    from .verify import check_drop, measure
+    from .verify import check_drop
 
     block = {"onnx": "model.onnx", "onnx_int8": None, "calib": None,
              "engine": "built on the device: edgecnn build-engine BUNDLE [--fp16|--int8]"}
@@ -345,14 +371,33 @@ def _tensorrt_block(stage: Path, x_calib, x_test, y_test, reference, dataset: st
     file = "model.int8.trt.onnx"
     onnx_export.quantize_int8(stage / "model.onnx", stage / file, x_calib, tensorrt=True)
     rec = artifact_record(stage, file)
-    rec["verified"] = measure(onnx_export.run_onnx(stage / file, x_test), y_test, reference,
-                              dataset=dataset, split="test")
+    rec["verified"] = _verified(onnx_export.run_onnx(stage / file, x_test), y_test, reference, dataset, split)
     check_drop(file, rec["verified"], max_drop)
+    _check_parity(file, rec["verified"], max_drop)
     v = rec["verified"]
     log(f"{file} (TensorRT int8, checked with onnxruntime): agreement {100 * v['top1_agreement']:.2f}%, "
-        f"accuracy {100 * v['accuracy']:.2f}%")
+        + ("accuracy not measured" if v["accuracy"] is None else f"accuracy {100 * v['accuracy']:.2f}%"))
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x_calib.astype(np.float32))
     atomic_write_bytes(stage / "calib.npz", buf.getvalue())
     block.update(onnx_int8=rec, calib="calib.npz")
     return block
+
+
+def _verified(logits: np.ndarray, labels: np.ndarray | None, reference: np.ndarray, dataset: str, split: str) -> dict:
+    """The `verified` block; without labels the accuracy fields are None (parity only)."""
+    from .verify import measure
+
+    if labels is not None:
+        return measure(logits, labels, reference, dataset=dataset, split=split)
+    rec = measure(logits, reference.argmax(1), reference, dataset=dataset, split=split)
+    rec.update(accuracy=None, reference_accuracy=None, drop_points=None, accuracy_measured=False)
+    return rec
+
+
+def _check_parity(file: str, rec: dict, max_drop: float) -> None:
+    """Without labels, the bar is agreement: at most `max_drop` percent of images may change class."""
+    if rec.get("accuracy_measured") is False and 100.0 * (1.0 - rec["top1_agreement"]) > max_drop:
+        raise EdgeCNNError(f"{file}: top-1 agreement with PyTorch {100 * rec['top1_agreement']:.2f}% on "
+                           f"{rec['samples']} {rec['dataset']} {rec['split']} images (no labels): more than "
+                           f"--max-drop {max_drop:g}% of them change class")

@@ -1,4 +1,4 @@
-"""`edgecnn export`, `edgecnn verify`, `edgecnn build-engine`. Heavy imports happen in the handlers."""
+"""`edgecnn export`, `edgecnn verify`, `edgecnn import-model`, `edgecnn build-engine`. Heavy imports happen in the handlers."""
 
 from __future__ import annotations
 
@@ -50,6 +50,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--write", action="store_true", help="record the new numbers in manifest.json and REPORT.md")
     v.set_defaults(func=_verify)
 
+    i = sub.add_parser(
+        "import-model",
+        help="wrap ONNX/TFLite classifier files made elsewhere into a verified bundle",
+        description="Read each file's I/O (names, NCHW/NHWC layout, dtype, int8 quant params, class count, "
+        "softmax at the end) from the file itself, check the class count against --labels, and with --data "
+        "measure every file's accuracy (and their agreement). Teachable Machine exports (model_unquant.tflite "
+        "/ model.tflite + labels.txt of '0 Name' lines) are recognized.",
+    )
+    i.add_argument("files", nargs="+", metavar="FILE", help=".onnx or .tflite files of the same model")
+    i.add_argument("--labels", required=True, help="class names, one per line (or Teachable Machine '0 Name')")
+    i.add_argument("--size", metavar="HxW", help="input size (default: read from the file)")
+    i.add_argument("--channels", type=int, choices=(1, 3), help="input channels (default: read from the file)")
+    i.add_argument("--mean", type=float, nargs="+", help="per-channel mean after scaling pixels to [0,1] "
+                   "(default 0; Teachable Machine 0.5)")
+    i.add_argument("--std", type=float, nargs="+", help="per-channel std (default 1; Teachable Machine 0.5)")
+    i.add_argument("--color", choices=("RGB", "BGR", "GRAY"), help="channel order the model expects "
+                   "(default RGB, or GRAY for 1 channel)")
+    i.add_argument("--resize", choices=("stretch", "center_crop"), help="default stretch (Teachable Machine: "
+                   "center_crop)")
+    i.add_argument("--data", help="dataset whose test split measures accuracy (e.g. folder:PATH)")
+    i.add_argument("--data-root", help="where datasets live")
+    i.add_argument("--samples", type=int, metavar="N", help="measure on N test images (default: all)")
+    i.add_argument("--out", required=True, help="bundle directory")
+    i.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
+    i.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
+    i.set_defaults(func=_import_model)
+
     b = sub.add_parser(
         "build-engine",
         help="build (and cache) a TensorRT engine from a bundle's ONNX, on the device",
@@ -97,6 +124,15 @@ def _verify(args: argparse.Namespace) -> int:
 
     verify_bundle(args.bundle, data=args.data, data_root=args.data_root, checkpoint=args.checkpoint,
                   samples=args.samples, max_drop=args.max_drop, write=args.write, log=_log)
+    return 0
+
+
+def _import_model(args: argparse.Namespace) -> int:
+    from .importer import import_model, parse_size
+
+    import_model(args.files, args.out, labels=args.labels, size=parse_size(args.size), channels=args.channels,
+                 mean=args.mean, std=args.std, color=args.color, resize=args.resize, data=args.data,
+                 data_root=args.data_root, samples=args.samples, name=args.name, force=args.force, log=_log)
     return 0
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..bundle import Artifact
 from ..errors import EdgeCNNError
+from .report import format_table, write_report  # report never imports verify: no circle
 
 
 def artifact_logits(artifact: Artifact, x_nchw: np.ndarray) -> np.ndarray:
@@ -71,30 +72,6 @@ def check_drop(file: str, rec: dict, max_drop: float) -> None:
         )
 
 
-def format_table(rows: list[dict]) -> str:
-    """A plain-text table of artifact verification results (also used in REPORT.md)."""
-    header = ["artifact", "format", "precision", "size", "max abs diff", "agreement", "accuracy", "drop (pts)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for a in rows:
-        v = a.get("verified") or {}
-
-        def pct(x):
-            return "n/a" if x is None else f"{100 * x:.2f}%"
-
-        cells = [
-            a["file"],
-            a["format"],
-            a["precision"],
-            f"{a['size_bytes'] / 1024:.1f} KiB",
-            "n/a" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.3g}",
-            pct(v.get("top1_agreement")),
-            pct(v.get("accuracy")),
-            "n/a" if v.get("drop_points") is None else f"{v['drop_points']:.2f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def source_checkpoint(manifest: dict, checkpoint: str | Path | None) -> Path | None:
     """The checkpoint to compare against: the one given, else the manifest's if it is still there."""
     from ..utils import sha256_file
@@ -107,7 +84,7 @@ def source_checkpoint(manifest: dict, checkpoint: str | Path | None) -> Path | N
         if src.get("sha256") and sha256_file(p) != src["sha256"]:
             raise EdgeCNNError(f"{p}: not the checkpoint this bundle was exported from (sha256 differs)")
         return p
-    p = Path(src.get("checkpoint", ""))
+    p = Path(src.get("checkpoint") or "")
     if src.get("checkpoint") and p.is_file() and sha256_file(p) == src.get("sha256"):
         return p
     return None
@@ -170,8 +147,6 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
     if tflm:
         check_drop(f"{manifest['tflm']['model']} in the TFLM interpreter", tflm, max_drop)
     if write:
-        from .report import write_report
-
         if tflm:
             manifest = {**manifest, "tflm": {**manifest["tflm"], "verified": tflm}}
         manifest = {**manifest, "artifacts": rows,

@@ -1,14 +1,36 @@
-"""Name -> builder registry, so `edgecnn train NAME` works for every architecture."""
+"""The model registry, in the style of timm's `register_model` + pretrained config.
+
+Every model edgecnn can build is a `ModelSpec`: a builder `fn(num_classes=, in_channels=, **options)`
+plus its config (default input size, the normalization and color its weights expect, the name of its
+classifier layer). There is one way in, `register_model`, used for
+
+- the built-in architectures (`lenet5`, `simplecnn`, the three curated torchvision ones),
+- every other torchvision classification builder by its name (`efficientnet_b0`, ...), and
+- timm models as `timm:NAME` (the `edgecnn[timm]` extra),
+
+which are resolved and registered on first use (`get_spec`), so listing or building one model never
+imports the others. A user registers their own builder the same way:
+
+    @register_model(input_size=28, color="GRAY", in_channels=1, classifier="fc")
+    def mynet(num_classes=10, in_channels=1): ...
+
+`build_model(name, num_classes, in_channels, **options)` and `MODELS` (the explicitly registered
+specs) keep their meaning for existing callers.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, overload
 
 from torch import nn
 
 from ..errors import EdgeCNNError
 from . import lenet5, simplecnn, torchvision_models
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SOURCES = ("edgecnn", "torchvision", "timm", "user")
 
 
 @dataclass(frozen=True)
@@ -18,28 +40,109 @@ class ModelSpec:
     description: str
     default_input_size: int  # square input side the model is designed for
     options: tuple[str, ...] = ()  # extra constructor args it accepts (width_mult, small_input, pretrained)
+    source: str = "edgecnn"  # edgecnn | torchvision | timm | user
+    # The normalization its pretrained weights expect (None: train with the dataset's own mean/std).
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    color: str = "RGB"  # the color its first layer is designed for: RGB or GRAY
+    in_channels: int = 3
+    classifier: str = ""  # qualified name of the output layer ("" = unknown)
+    min_input_size: int = 1  # smallest side it runs at (measured or from the architecture)
+    tags: tuple[str, ...] = field(default=())
+
+
+# Explicitly registered specs (built-ins and the user's). Resolved torchvision/timm specs are
+# cached in _RESOLVED so that `MODELS` lists what was registered, as before.
+MODELS: dict[str, ModelSpec] = {}
+_RESOLVED: dict[str, ModelSpec] = {}
+
+
+@overload
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]: ...
+@overload
+def register_model(fn: None = None, **config) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]: ...
+
+
+def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None, description: str = "",
+                   input_size: int = 224, options: tuple[str, ...] = (), source: str = "user",
+                   mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                   color: str | None = None, in_channels: int = 3, classifier: str = "",
+                   min_input_size: int = 1, replace: bool = False, _into: dict | None = None):
+    """Register a model builder (decorator, with or without arguments); returns the builder unchanged.
+
+    The builder is called as `fn(num_classes=N, in_channels=C, **options)`; `options` names the extra
+    keyword arguments it accepts (anything else given to `build_model` is an error).
+    """
+
+    def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or f.__name__
+        if source not in SOURCES:
+            raise EdgeCNNError(f"register_model: unknown source '{source}'; choose one of {', '.join(SOURCES)}")
+        registry = MODELS if _into is None else _into
+        if key in MODELS and not replace and registry is MODELS:
+            raise EdgeCNNError(f"model '{key}' is already registered (pass replace=True to override it)")
+        doc = (f.__doc__ or "").strip().splitlines()
+        registry[key] = ModelSpec(
+            name=key, builder=f, description=description or (doc[0] if doc else key),
+            default_input_size=int(input_size), options=tuple(options), source=source,
+            mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
+            color=color or ("GRAY" if in_channels == 1 else "RGB"), in_channels=in_channels,
+            classifier=classifier, min_input_size=min_input_size,
+        )
+        return f
+
+    return add(fn) if fn is not None else add
 
 
 _TV_OPTS = ("width_mult", "small_input", "pretrained")
+_TV = {"source": "torchvision", "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "options": _TV_OPTS}
 
-MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in (
-        ModelSpec("lenet5", lenet5.lenet5, "LeNet-5 (1998), 32x32 input", 32),
-        ModelSpec("simplecnn", simplecnn.simplecnn, "3-conv CNN of the PyTorch CIFAR-10 tutorial", 32),
-        ModelSpec("mobilenet_v2", torchvision_models.mobilenet_v2, "MobileNetV2 (torchvision)", 224, _TV_OPTS),
-        ModelSpec(
-            "mobilenet_v3_small", torchvision_models.mobilenet_v3_small, "MobileNetV3-small (torchvision)", 224, _TV_OPTS
-        ),
-        ModelSpec("resnet18", torchvision_models.resnet18, "ResNet-18 (torchvision)", 224, _TV_OPTS),
-    )
-}
+register_model(lenet5.lenet5, description="LeNet-5 (1998), 32x32 input", input_size=32, source="edgecnn",
+               in_channels=1, classifier="classifier.5")
+register_model(simplecnn.simplecnn, description="3-conv CNN of the PyTorch CIFAR-10 tutorial", input_size=32,
+               source="edgecnn", classifier="classifier.4")
+register_model(torchvision_models.mobilenet_v2, description="MobileNetV2 (torchvision)", classifier="classifier.1",
+               **_TV)
+register_model(torchvision_models.mobilenet_v3_small, description="MobileNetV3-small (torchvision)",
+               classifier="classifier.3", **_TV)
+register_model(torchvision_models.resnet18, description="ResNet-18 (torchvision)", classifier="fc", **_TV)
+
+
+def _resolve(name: str) -> ModelSpec | None:
+    """A torchvision builder name (bare or `torchvision:NAME`) or `timm:NAME`, registered on first use."""
+    if name in _RESOLVED:
+        return _RESOLVED[name]
+    if name.startswith("timm:"):
+        from .timm_models import timm_config
+
+        cfg = timm_config(name[len("timm:"):])
+    else:
+        from .torchvision_models import generic_config
+
+        cfg = generic_config(name.removeprefix("torchvision:"))
+    if cfg is None:
+        return None
+    builder = cfg.pop("builder")
+    register_model(builder, name=name, _into=_RESOLVED, **cfg)
+    return _RESOLVED[name]
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise EdgeCNNError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}")
-    return MODELS[name]
+    spec = MODELS.get(name) or _resolve(name)
+    if spec is None:
+        raise EdgeCNNError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}, any torchvision "
+                           "classification builder (edgecnn models --all) or timm:NAME")
+    return spec
+
+
+def list_models(all: bool = False) -> list[str]:
+    """Registered names; with `all`, also every torchvision classification builder (not timm's ~1,000)."""
+    names = list(MODELS)
+    if all:
+        from .torchvision_models import builder_names
+
+        names += [n for n in builder_names() if n not in MODELS]
+    return names
 
 
 def build_model(name: str, num_classes: int, in_channels: int, **options) -> nn.Module:

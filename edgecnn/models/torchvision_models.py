@@ -110,3 +110,118 @@ def resnet18(num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.
     elif in_channels != 3:
         m.conv1 = _replace_stem(m.conv1, in_channels)
     return m
+
+
+# ---------------------------------------------------------------------------------------------
+# Every other torchvision classification builder, by name (registered on first use by the registry)
+
+# Transformers fix their patch grid at construction: they take the input size instead of small_input.
+_IMAGE_SIZE_ARCHS = ("vit_",)
+_NO_SMALL_INPUT = ("vit_", "swin_", "maxvit_")
+# Output layer per family (for the registry's `classifier` field).
+_CLASSIFIERS = (("resnet", "fc"), ("resnext", "fc"), ("wide_resnet", "fc"), ("regnet", "fc"),
+                ("shufflenet", "fc"), ("googlenet", "fc"), ("inception", "fc"), ("squeezenet", "classifier.1"),
+                ("vit_", "heads.head"), ("swin_", "head"), ("maxvit", "classifier.5"), ("densenet", "classifier"),
+                ("convnext", "classifier.2"), ("vgg", "classifier.6"), ("alexnet", "classifier.6"),
+                ("efficientnet", "classifier.1"), ("mnasnet", "classifier.1"), ("mobilenet_v3", "classifier.3"),
+                ("mobilenet_v2", "classifier.1"))
+# Smallest input side the architecture accepts (torchvision asserts it, or a pooling runs out of pixels).
+_MIN_SIZE = {"inception_v3": 75, "alexnet": 63, "maxvit_t": 64}
+
+
+def builder_names() -> list[str]:
+    """Every classification builder torchvision has (`torchvision.models.list_models`)."""
+    return list(tvm.list_models(module=tvm))
+
+
+def first_conv(model: nn.Module) -> tuple[nn.Module, str, nn.Conv2d] | None:
+    """(parent, attribute, conv) of the first Conv2d in definition order: the stem of a torchvision model."""
+    for qual, mod in model.named_modules():
+        if isinstance(mod, nn.Conv2d):
+            parent_name, _, attr = qual.rpartition(".")
+            return model.get_submodule(parent_name) if parent_name else model, attr, mod
+    return None
+
+
+def reduce_stem_strides(model: nn.Module) -> None:
+    """The CIFAR-style small-input variant for any CNN: stride 1 in the stem conv and in a stride-2
+    max-pool that follows it within the stem (before the 4th conv). Blocks are left alone, so residual
+    shortcuts keep matching shapes; total stride 32 becomes 8 (ResNet-like stems) or 16 (one stride-2 stem).
+    """
+    convs = 0
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            convs += 1
+            if convs == 1:
+                mod.stride = (1, 1)
+        elif isinstance(mod, nn.MaxPool2d) and convs and convs < 4:
+            if mod.stride in (2, (2, 2)):
+                mod.stride = 1
+            break
+
+
+def build_generic(builder_name: str, num_classes: int = 10, in_channels: int = 3, small_input: bool = False,
+                  pretrained: bool = False, image_size: int | None = None) -> nn.Module:
+    """Any torchvision classification builder with a `num_classes` head and an `in_channels` stem."""
+    builder = tvm.get_model_builder(builder_name)
+    kwargs: dict = {} if pretrained else {"num_classes": num_classes}
+    if builder_name in ("googlenet", "inception_v3"):
+        # No auxiliary heads (training would return a tuple) and no ImageNet-specific input transform.
+        kwargs.update(aux_logits=False, transform_input=False)
+        if not pretrained:
+            kwargs["init_weights"] = True
+    if image_size and builder_name.startswith(_IMAGE_SIZE_ARCHS):
+        kwargs["image_size"] = int(image_size)
+    m = _build(builder, builder_name, pretrained, **kwargs)
+    if pretrained:
+        _replace_head(m, builder_name, num_classes)
+    if small_input:
+        reduce_stem_strides(m)
+    if in_channels != 3:
+        found = first_conv(m)
+        if found is None:
+            raise EdgeCNNError(f"{builder_name}: no Conv2d stem to adapt to {in_channels} input channels")
+        parent, attr, conv = found
+        setattr(parent, attr, _replace_stem(conv, in_channels))
+    return m
+
+
+def _replace_head(m: nn.Module, builder_name: str, num_classes: int) -> None:
+    """Pretrained weights come with a 1000-class head: swap in one of `num_classes` outputs."""
+    qual = classifier_name(builder_name)
+    old = m.get_submodule(qual)
+    parent_name, _, attr = qual.rpartition(".")
+    parent = m.get_submodule(parent_name) if parent_name else m
+    if isinstance(old, nn.Linear):
+        setattr(parent, attr, nn.Linear(old.in_features, num_classes))
+    elif isinstance(old, nn.Conv2d):  # squeezenet's 1x1 conv classifier
+        setattr(parent, attr, nn.Conv2d(old.in_channels, num_classes, old.kernel_size))
+    else:
+        raise EdgeCNNError(f"{builder_name}: cannot replace classifier '{qual}' ({type(old).__name__})")
+
+
+def classifier_name(builder_name: str) -> str:
+    for prefix, qual in _CLASSIFIERS:
+        if builder_name.startswith(prefix):
+            return qual
+    return ""
+
+
+def generic_config(builder_name: str) -> dict | None:
+    """register_model arguments for a torchvision builder, or None if torchvision has no such name."""
+    if builder_name not in builder_names():
+        return None
+    options = ["pretrained"]
+    if not builder_name.startswith(_NO_SMALL_INPUT):
+        options.append("small_input")
+    if builder_name.startswith(_IMAGE_SIZE_ARCHS):
+        options.append("image_size")
+
+    def build(num_classes: int = 10, in_channels: int = 3, **opts) -> nn.Module:
+        return build_generic(builder_name, num_classes, in_channels, **opts)
+
+    build.__name__ = builder_name
+    return {"builder": build, "description": f"{builder_name} (torchvision)", "input_size": 224,
+            "options": tuple(options), "source": "torchvision", "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225), "classifier": classifier_name(builder_name),
+            "min_input_size": _MIN_SIZE.get(builder_name, 32)}

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of the bare model call (input prepared beforehand) after a warm-up, per backend x precision x "
         "threads, with the device's state recorded next to the numbers.",
     )
-    p.add_argument("bundle", help="bundle directory (from `edgecnn export`)")
+    p.add_argument("bundle", help="bundle directory (from `edgecnn export`), or a bare .onnx / .tflite file")
     p.add_argument("--backend", default=None,
                    help="auto | onnxruntime | litert | tensorrt (default auto: every artifact on its format's backend)")
     p.add_argument("--precision", default=None, help="all | fp32 | fp16 | int8 (default all)")
@@ -76,7 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _profile(args: argparse.Namespace) -> int:
     from ..errors import EdgeCNNError
     from .plots import profile_plots
-    from .profiler import DEFAULT_RUNS, profile_bundle
     from .report import console_summary, write_markdown, write_report
 
     if args.device:
@@ -87,8 +86,32 @@ def _profile(args: argparse.Namespace) -> int:
             print(f"device profile {args.device}: " + ", ".join(f"{k} {v}" for k, v in applied.items()))
     if args.runs is not None and args.runs < 1:
         raise EdgeCNNError(f"--runs must be at least 1, got {args.runs} (zero runs measure nothing)")
-    report = profile_bundle(
-        args.bundle,
+    bare = Path(args.bundle).suffix.lower() in (".onnx", ".tflite") and not Path(args.bundle).is_dir()
+    if bare:  # a file made anywhere: profiled in a throw-away bundle around it (edgecnn.profile.bare)
+        from .bare import bare_bundle
+
+        with bare_bundle(args.bundle) as tmp:
+            report = _profile_run(args, tmp)
+        report["bundle"].update(path=str(Path(args.bundle).resolve()), bare_file=True)
+    else:
+        report = _profile_run(args, args.bundle)
+    print()
+    print(console_summary(report))
+    if args.report:
+        print(f"report: {write_report(args.report, report)}")
+    if args.markdown:
+        print(f"markdown: {write_markdown(args.markdown, report)}")
+    if args.plots:
+        for path in profile_plots(report, Path(args.plots)):
+            print(f"plot: {path}")
+    return 0
+
+
+def _profile_run(args: argparse.Namespace, bundle) -> dict:
+    from .profiler import DEFAULT_RUNS, profile_bundle
+
+    return profile_bundle(
+        bundle,
         backend=args.backend or "auto",
         precision=args.precision or "all",
         threads=args.threads,
@@ -100,16 +123,6 @@ def _profile(args: argparse.Namespace) -> int:
         device_profile=args.device,
         progress=args.progress,
     )
-    print()
-    print(console_summary(report))
-    if args.report:
-        print(f"report: {write_report(args.report, report)}")
-    if args.markdown:
-        print(f"markdown: {write_markdown(args.markdown, report)}")
-    if args.plots:
-        for path in profile_plots(report, Path(args.plots)):
-            print(f"plot: {path}")
-    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

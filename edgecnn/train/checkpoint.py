@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -97,23 +98,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
     """Rebuild the nn.Module described by a checkpoint dict and load its weights (eval mode)."""
     m = ckpt["model"]
+    if ckpt.get("program") is not None:  # portable checkpoint of any module (edgecnn.train.portable)
+        from .program import module_from_program
+
+        return module_from_program(ckpt["program"])
     model = build_model(m["name"], m["num_classes"], m["in_channels"], **m.get("options", {}))
     structure = ckpt.get("structure")
     if structure:
         kind = structure.get("kind", "")
-        if kind not in STRUCTURE_LOADERS:
-            # edgecnn.compress.structure registers the "pruned" loader when imported.
-            import importlib
+        if kind == "pruned" and kind not in STRUCTURE_LOADERS:
+            from ..compress.structure import rebuild_pruned  # structure imports nothing of train: no circle
 
-            try:
-                importlib.import_module("edgecnn.compress.structure")
-            except ImportError:
-                pass
+            STRUCTURE_LOADERS[kind] = rebuild_pruned
         if kind not in STRUCTURE_LOADERS:
             raise EdgeCNNError(f"checkpoint has structure kind '{kind}' that this edgecnn cannot rebuild")
         model = STRUCTURE_LOADERS[kind](model, ckpt)
+    state = OrderedDict(ckpt["state_dict"])
+    # The checkpoint keeps plain tensors; modules that version their state (torchvision's MNASNet
+    # refuses a state without a version) get the metadata of the model just built by this code.
+    state._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise EdgeCNNError(f"checkpoint weights do not fit model '{m['name']}': {str(e).splitlines()[0]}") from None
     return model.eval()

@@ -87,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the model architectures",
                        description="Registered models with parameter count and multiply-accumulates per image.")
     p.add_argument("--classes", type=_positive_int, default=10, help="classifier size for the counts (default 10)")
+    p.add_argument("--all", action="store_true",
+                   help="also list every torchvision classification builder (by name; timm models as timm:NAME)")
     p.set_defaults(func=_models)
 
 
@@ -156,6 +158,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from ..models import MODELS, build_model, count_macs, count_params, input_size_for
 
+    if args.all:
+        return _models_all()
     rows = []
     for name, spec in MODELS.items():
         channels = 1 if name == "lenet5" else 3
@@ -174,4 +178,20 @@ def _models(args: argparse.Namespace) -> int:
     for r in [head, *rows]:
         print("  ".join(str(v).ljust(w) if i in (0, 1, 5) else str(v).rjust(w)
                         for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+    return 0
+
+
+def _models_all() -> int:
+    """Every name `edgecnn train NAME` takes, without building any (torchvision has ~80 builders)."""
+    from ..models import get_spec, list_models
+
+    names = list_models(all=True)
+    width = max(len(n) for n in names)
+    print(f"{'model':<{width}}  {'source':<11}  {'input':>5}  {'min':>3}  options")
+    for name in names:
+        s = get_spec(name)
+        print(f"{name:<{width}}  {s.source:<11}  {s.default_input_size:>5}  {s.min_input_size:>3}  "
+              f"{','.join(s.options) or '-'}")
+    print(f"{len(names)} models; timm architectures too, as timm:NAME (pip install 'edgecnn[timm]'); "
+          "status of each torchvision builder: docs/models.md")
     return 0

@@ -429,6 +429,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     options = {"width_mult": args["width_mult"], "small_input": args["small_input"] or None,
                "pretrained": args["pretrained"] or None}
     options = {k: v for k, v in options.items() if v is not None}
+    if "image_size" in get_spec(name).options:  # transformers (ViT) fix their patch grid at construction
+        options["image_size"] = size
     model = build_model(name, len(ds.classes), ds.channels, **options)
     if resume_ckpt is not None:
         model.load_state_dict(resume_ckpt["state_dict"])

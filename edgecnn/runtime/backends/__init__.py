@@ -80,11 +80,16 @@ class Backend:
         return np.ascontiguousarray(x, dtype=self.input_dtype)
 
     def finish(self, y: np.ndarray) -> np.ndarray:
-        """Raw output -> float32 logits, shape (N, classes)."""
+        """Raw output -> float32 logits, shape (N, classes) (log-probabilities for kind "probs")."""
         if self.output_quant is not None:
             q = self.output_quant
             y = (y.astype(np.float32) - np.float32(q["zero_point"])) * np.float32(q["scale"])
-        return np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+        y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+        if self.artifact.info["output"].get("kind") == "probs":
+            # An imported model that ends in softmax: its log-probabilities are logits whose softmax
+            # gives back the same probabilities, so the runtime's softmax is not applied twice.
+            y = np.log(np.maximum(y, np.float32(1e-12)))
+        return y
 
     def infer(self, x_nchw: np.ndarray) -> np.ndarray:
         return self.finish(self.run_raw(self.prepare(x_nchw)))

@@ -1,0 +1,36 @@
+"""Slow: every torchvision classification builder trains one epoch and exports to verified ONNX + TFLite.
+
+Runs benchmarks/torchvision_builders.py (each builder in its own 1-thread process, real digits, 32 px
+or the builder's minimum); hours on a 2-core CPU. The status table in docs/models.md comes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_every_torchvision_builder_trains_and_exports(tmp_path):
+    import torchvision.models as tvm
+
+    out = Path(os.environ.get("EDGECNN_TV_SWEEP_DIR", tmp_path))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "torchvision_builders.py"), "--out", str(out)],
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["name"] for r in results} == set(tvm.list_models(module=tvm))
+    ok = [r for r in results if r["status"] == "ok"]
+    assert len(ok) >= 15, [(r["name"], r["status"], r.get("reason")) for r in results]
+    for r in ok:  # both files verified against PyTorch on real test digits
+        assert set(r["artifacts"]) == {"model.onnx", "model.tflite"}
+        assert all(a["agreement"] >= 0.98 for a in r["artifacts"].values()), r
+    assert all(r.get("reason") for r in results if r["status"] != "ok")
