@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..cli_vocab import hidden_alias
 
@@ -71,8 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "center_crop)")
     i.add_argument("--data", help="dataset whose test split measures accuracy (e.g. folder:PATH)")
     i.add_argument("--data-root", help="where datasets live")
-    i.add_argument("--samples", type=int, metavar="N", help="measure on N test images (default: all)")
-    i.add_argument("--out", required=True, help="bundle directory")
+    i.add_argument("--eval-limit", dest="samples", type=int, metavar="N",
+                   help="measure on N test images (default: all)")
+    i.add_argument("--out", help="bundle directory (default: export/<first file's name>)")
     i.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
     i.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
     i.set_defaults(func=_import_model)
@@ -130,7 +132,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _import_model(args: argparse.Namespace) -> int:
     from .importer import import_model, parse_size
 
-    import_model(args.files, args.out, labels=args.labels, size=parse_size(args.size), channels=args.channels,
+    out = args.out or str(Path("export") / Path(args.files[0]).stem)
+    import_model(args.files, out, labels=args.labels, size=parse_size(args.size), channels=args.channels,
                  mean=args.mean, std=args.std, color=args.color, resize=args.resize, data=args.data,
                  data_root=args.data_root, samples=args.samples, name=args.name, force=args.force, log=_log)
     return 0
