@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Sequence
 
 import cv2
@@ -10,6 +11,13 @@ import numpy as np
 MIN_WIDTH = 480  # small frames (32x32 digits) are enlarged so the text stays readable
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 SHORT = {"capture": "cap", "preprocess": "pre", "inference": "inf", "postprocess": "post", "render": "draw"}
+
+
+def drawable(text: str) -> str:
+    """What cv2.putText can draw: its Hershey fonts have printable ASCII only (other code points have
+    crashed it). Accents are dropped (NFKD: 'café' -> 'cafe'); anything else becomes '?'."""
+    plain = unicodedata.normalize("NFKD", str(text))
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in plain if not unicodedata.combining(ch))
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -42,6 +50,7 @@ def draw_overlay(image: np.ndarray, top: Sequence[tuple[str, float]], fps: float
         cv2.rectangle(img, (x, y), (x + rw, y + rh), (0, 255, 255), thick)
 
     def text(s: str, org: tuple[int, int], color=(255, 255, 255)) -> None:
+        s = drawable(s)
         cv2.putText(img, s, org, font, size, (0, 0, 0), thick + 2, cv2.LINE_AA)  # outline: readable anywhere
         cv2.putText(img, s, org, font, size, color, thick, cv2.LINE_AA)
 
