@@ -22,6 +22,13 @@ Manifest fields (see `validate_manifest` for the exact rules):
                             reference_accuracy} | null}]
     source: {checkpoint, sha256, dataset, accuracy}
     tool_versions: {package: version}
+
+Beyond types, `validate_manifest` refuses what would load and then misbehave: labels that are empty,
+duplicated, not encodable text or with control characters; input sides outside 1..MAX_INPUT_SIDE;
+scale/std not finite within [NORM_MIN, NORM_MAX]; int8 quant scales that are not finite > 0; no artifacts;
+artifact paths that are absolute or contain '..' (and `Bundle.load` refuses any that resolve outside
+the bundle through a symlink). The model itself is checked against the manifest by the runtime
+(`edgecnn/runtime/checks.py`) once it is loaded.
 """
 
 from __future__ import annotations
