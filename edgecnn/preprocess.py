@@ -112,7 +112,7 @@ def to_uint8_image(image: Any, color_order: str = "BGR", layout: str = "auto") -
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise EdgeCNNError(
-            f"image must be HxW, HxWx3, HxWx4 or CxHxW, got shape {tuple(arr.shape)}"
+            f"image must be HxW, HxWx3 or HxWx4 (or CxHxW), got shape {tuple(arr.shape)}"
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise EdgeCNNError(f"image is empty: shape {tuple(arr.shape)}")

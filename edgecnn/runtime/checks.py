@@ -75,10 +75,10 @@ def check_preprocessed(x: Any, input_spec: dict, batched: bool) -> np.ndarray:
     if not batched and arr.ndim == 4 and arr.shape[0] == 1 and arr.shape[1:] == (c, h, w):
         arr, ok_shape = arr[0], True
     if not ok_shape:
-        raise EdgeCNNError(f"preprocessed input must be float32 {want} (channels x height x width, from "
+        raise EdgeCNNError(f"model input must be float32 {want} (channels x height x width, from "
                            f"preprocess()), got shape {tuple(arr.shape)}")
     if not np.issubdtype(arr.dtype, np.floating):
-        raise EdgeCNNError(f"preprocessed input must be float32 {want}, got dtype {arr.dtype}")
+        raise EdgeCNNError(f"model input must be float32 {want}, got dtype {arr.dtype}")
     if not np.isfinite(arr).all():
-        raise EdgeCNNError("preprocessed input contains NaN or infinite values")
+        raise EdgeCNNError("model input contains NaN or infinite values")
     return np.ascontiguousarray(arr, dtype=np.float32)
