@@ -22,13 +22,23 @@ Manifest fields (see `validate_manifest` for the exact rules):
                             reference_accuracy} | null}]
     source: {checkpoint, sha256, dataset, accuracy}
     tool_versions: {package: version}
+
+Beyond types, `validate_manifest` refuses what would load and then misbehave: labels that are empty,
+duplicated, not encodable text or with control characters; input sides outside 1..MAX_INPUT_SIDE;
+scale/std not finite within [NORM_MIN, NORM_MAX]; int8 quant scales that are not finite > 0; no artifacts;
+artifact paths that are absolute or contain '..' (and `Bundle.load` refuses any that resolve outside
+the bundle through a symlink). The model itself is checked against the manifest by the runtime
+(`edgecnn/runtime/checks.py`) once it is loaded.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import EdgeCNNError
@@ -45,6 +55,13 @@ COLORS = ("GRAY", "RGB", "BGR")  # BGR: an imported model that expects OpenCV ch
 RESIZES = ("stretch", "center_crop")
 INTERPOLATIONS = ("area", "linear")
 DTYPES = ("float32", "float16", "int8", "uint8")
+# A classifier's input side; larger is a corrupt or hostile manifest (100000x100000 would allocate 10 GB).
+MAX_INPUT_SIDE = 4096
+MAX_LABEL_CHARS = 256
+# scale/std/mean outside these bounds make the normalized input overflow float32 or lose all precision.
+NORM_MIN, NORM_MAX = 1e-6, 1e6
+QUANT_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _fail(where: str, msg: str) -> EdgeCNNError:
@@ -64,13 +81,88 @@ def _require(d: dict, key: str, where: str, types: type | tuple, choices: tuple 
     return value
 
 
-def _validate_quant(q: Any, where: str) -> None:
+def _finite_in(value: float, lo: float, hi: float) -> bool:
+    return math.isfinite(value) and lo <= value <= hi
+
+
+def _validate_quant(q: Any, where: str, dtype: str) -> None:
     if q is None:
         return
     if not isinstance(q, dict):
         raise _fail(where, "quant must be an object {scale, zero_point} or null")
-    _require(q, "scale", where, (int, float))
-    _require(q, "zero_point", where, int)
+    scale = _require(q, "scale", where, (int, float))
+    if not (math.isfinite(scale) and scale > 0):
+        raise _fail(where, f"quant scale must be a finite number > 0, got {scale!r}")
+    zp = _require(q, "zero_point", where, int)
+    lo, hi = QUANT_RANGE.get(dtype, (-(2**31), 2**31 - 1))
+    if not lo <= zp <= hi:
+        raise _fail(where, f"quant zero_point {zp} is outside the {dtype} range {lo}..{hi}")
+
+
+def label_problem(label: Any) -> str | None:
+    """Why `label` cannot be a class name (None if it can): text that prints, encodes and draws."""
+    if not isinstance(label, str):
+        return f"must be a string, got {type(label).__name__}"
+    if not label.strip():
+        return "is empty"
+    if len(label) > MAX_LABEL_CHARS:
+        return f"is {len(label)} characters long (at most {MAX_LABEL_CHARS})"
+    for ch in label:
+        cat = unicodedata.category(ch)
+        if cat == "Cs":
+            return f"contains a lone surrogate U+{ord(ch):04X} (not encodable text)"
+        if cat in ("Cc", "Zl", "Zp"):  # control characters and line breaks: labels.txt is one per line
+            return f"contains the control character U+{ord(ch):04X}"
+    return None
+
+
+def validate_classes(classes: Any, where: str = MANIFEST) -> list[str]:
+    """Class labels: a non-empty list of distinct, printable, UTF-8-encodable strings."""
+    if not isinstance(classes, list) or not classes:
+        raise _fail(where, "classes must be a non-empty list of strings")
+    seen: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        problem = label_problem(c)
+        if problem:
+            raise _fail(where, f"classes[{i}] {ascii(c)[:80]} {problem}")
+        if c in seen:
+            raise _fail(where, f"classes[{i}] {ascii(c)[:80]} duplicates classes[{seen[c]}]")
+        seen[c] = i
+    return classes
+
+
+def check_relative_path(file: str, where: str) -> None:
+    """A file named in the manifest: relative, inside the bundle (no absolute path, no '..')."""
+    if not file or "\x00" in file or "\\" in file:
+        raise _fail(where, f"file {ascii(file)[:120]} is not a relative path inside the bundle")
+    p = PurePosixPath(file)
+    if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", file):
+        raise _fail(where, f"file {ascii(file)[:120]} must be a relative path inside the bundle "
+                           "(no absolute path, no '..')")
+
+
+def _validate_input(inp: dict, w: str) -> None:
+    for k in ("height", "width"):
+        v = _require(inp, k, w, int)
+        if not 1 <= v <= MAX_INPUT_SIDE:
+            raise _fail(w, f"{k} must be between 1 and {MAX_INPUT_SIDE}, got {v}")
+    channels = _require(inp, "channels", w, int, (1, 3))
+    _require(inp, "color", w, str, COLORS)
+    if (channels == 1) != (inp["color"] == "GRAY"):
+        raise _fail(w, f"color {inp['color']} does not match channels={channels}")
+    _require(inp, "resize", w, str, RESIZES)
+    _require(inp, "interpolation", w, str, INTERPOLATIONS)
+    scale = _require(inp, "scale", w, (int, float))
+    if not _finite_in(scale, NORM_MIN, NORM_MAX):
+        raise _fail(w, f"scale must be a finite number between {NORM_MIN:g} and {NORM_MAX:g}, got {scale!r}")
+    for k in ("mean", "std"):
+        v = _require(inp, k, w, list)
+        if len(v) != channels or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise _fail(w, f"{k} must list {channels} numbers")
+    if not all(math.isfinite(x) and abs(x) <= NORM_MAX for x in inp["mean"]):
+        raise _fail(w, f"mean must hold finite numbers within +-{NORM_MAX:g}, got {inp['mean']!r}")
+    if not all(_finite_in(x, NORM_MIN, NORM_MAX) for x in inp["std"]):
+        raise _fail(w, f"std must hold finite numbers between {NORM_MIN:g} and {NORM_MAX:g}, got {inp['std']!r}")
 
 
 def validate_manifest(m: Any, where: str = MANIFEST) -> dict:
@@ -81,41 +173,29 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict:
     if schema != SCHEMA:
         raise _fail(where, f"schema must be '{SCHEMA}', got {schema!r} (not an edgecnn bundle, or a newer one)")
     _require(m, "name", where, str)
-    classes = _require(m, "classes", where, list)
-    if not classes or not all(isinstance(c, str) for c in classes):
-        raise _fail(where, "classes must be a non-empty list of strings")
-    inp = _require(m, "input", where, dict)
-    w = f"{where}: input"
-    for k in ("height", "width"):
-        if _require(inp, k, w, int) <= 0:
-            raise _fail(w, f"{k} must be positive")
-    channels = _require(inp, "channels", w, int, (1, 3))
-    _require(inp, "color", w, str, COLORS)
-    if (channels == 1) != (inp["color"] == "GRAY"):
-        raise _fail(w, f"color {inp['color']} does not match channels={channels}")
-    _require(inp, "resize", w, str, RESIZES)
-    _require(inp, "interpolation", w, str, INTERPOLATIONS)
-    _require(inp, "scale", w, (int, float))
-    for k in ("mean", "std"):
-        v = _require(inp, k, w, list)
-        if len(v) != channels or not all(isinstance(x, (int, float)) for x in v):
-            raise _fail(w, f"{k} must list {channels} numbers")
-    if any(s == 0 for s in inp["std"]):
-        raise _fail(w, "std must not contain 0")
+    validate_classes(_require(m, "classes", where, list), where)
+    _validate_input(_require(m, "input", where, dict), f"{where}: input")
     arts = _require(m, "artifacts", where, list)
+    if not arts:
+        raise _fail(where, "artifacts is empty: the bundle has no model file")
     for i, a in enumerate(arts):
         wa = f"{where}: artifacts[{i}]"
-        _require(a, "file", wa, str)
+        check_relative_path(_require(a, "file", wa, str), wa)
         _require(a, "format", wa, str, FORMATS)
         _require(a, "precision", wa, str, PRECISIONS)
         _require(a, "layout", wa, str, LAYOUTS)
-        _require(a, "sha256", wa, str)
-        _require(a, "size_bytes", wa, int)
+        if not _SHA256.fullmatch(_require(a, "sha256", wa, str)):
+            raise _fail(wa, "sha256 must be 64 lowercase hex digits")
+        if _require(a, "size_bytes", wa, int) <= 0:
+            raise _fail(wa, f"size_bytes must be positive, got {a['size_bytes']}")
         for io in ("input", "output"):
             d = _require(a, io, wa, dict)
             _require(d, "name", f"{wa}.{io}", str)
-            _require(d, "dtype", f"{wa}.{io}", str, DTYPES)
-            _validate_quant(d.get("quant"), f"{wa}.{io}")
+            dtype = _require(d, "dtype", f"{wa}.{io}", str, DTYPES)
+            _validate_quant(d.get("quant"), f"{wa}.{io}", dtype)
+    for i, smp in enumerate(m.get("samples") or []):
+        if isinstance(smp, dict) and isinstance(smp.get("file"), str):
+            check_relative_path(smp["file"], f"{where}: samples[{i}]")
     return m
 
 
@@ -168,10 +248,14 @@ class Bundle:
             raise EdgeCNNError(f"{mpath}: not valid JSON ({e})") from None
         validate_manifest(manifest, str(mpath))
         bundle = cls(path, manifest)
-        if check_files:
-            for a in bundle.artifacts:
-                if not a.path.is_file():
-                    raise EdgeCNNError(f"{mpath}: artifact file missing: {a.info['file']}")
+        root = path.resolve()
+        for a in bundle.artifacts:
+            # Symlinks are followed here, before anything opens or hashes the file.
+            if not a.path.resolve().is_relative_to(root):
+                raise EdgeCNNError(f"{mpath}: artifact {a.info['file']} resolves outside the bundle "
+                                   f"({a.path.resolve()}); only files inside the bundle directory are used")
+            if check_files and not a.path.is_file():
+                raise EdgeCNNError(f"{mpath}: artifact file missing: {a.info['file']}")
         return bundle
 
     @property

@@ -3,7 +3,14 @@
 One function, driven by the manifest's `input` block, so that what the device feeds the
 model is exactly what the model was evaluated on. numpy + OpenCV only; never torch.
 
-Input images are uint8 arrays (HxW greyscale, HxWx3, HxWx4) or anything `load_image` reads.
+Input images (`to_uint8_image` states the rules):
+- numpy arrays HxW (grey), HxWx3, HxWx4, or CxHxW (C in 1, 3, 4); `layout="auto"` reads a 3-D array
+  as HWC when only its last dimension is a channel count, as CHW when only its first is, and refuses
+  a shape where both are (e.g. 3x32x3) unless `layout="HWC"` or `"CHW"` says which;
+- uint8 as is; uint16 scaled to 0-255 (>> 8); other integers must lie in 0..255;
+- floats: NaN/inf are refused; values in [0, 1] are scaled x255; values in [0, 255] (some above 1)
+  are read as 0-255; anything outside [0, 255] is refused (convert it yourself, then pass uint8);
+- PIL images, file paths, and encoded image bytes (PNG, JPEG, ... anything OpenCV decodes).
 `color_order` says how a 3-channel array is ordered: "BGR" (OpenCV frames, the default) or "RGB".
 """
 
@@ -27,19 +34,71 @@ def _cv2() -> Any:
     return cv2
 
 
+def _shown(path: Any) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def load_image(path: str, color_order: str = "BGR") -> np.ndarray:
     """Read an image file as uint8 (BGR or greyscale as stored)."""
     img = _cv2().imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise EdgeCNNError(f"cannot read image: {path}")
+        raise EdgeCNNError(f"cannot read image: {_shown(path)}")
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     return img
 
 
-def to_uint8_image(image: Any, color_order: str = "BGR") -> tuple[np.ndarray, str]:
-    """Accept a numpy array, a PIL image or a file path; return (uint8 array, its color order)."""
-    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+def decode_image(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, BMP, WebP, ...) -> uint8 array (BGR or greyscale as stored)."""
+    buf = np.frombuffer(bytes(data), np.uint8)
+    img = _cv2().imdecode(buf, cv2.IMREAD_UNCHANGED) if len(buf) else None
+    if img is None:
+        raise EdgeCNNError(f"{len(buf)} bytes given as an image are not an image file OpenCV can decode "
+                           "(PNG, JPEG, BMP, ...); pass a path, an array or encoded image bytes")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    return img
+
+
+LAYOUTS = ("auto", "HWC", "CHW")
+_CHANNELS = (1, 3, 4)
+
+
+def _to_hwc(arr: np.ndarray, layout: str) -> np.ndarray:
+    """A 3-D array in HWC order, following `layout` (see the module docstring for "auto")."""
+    first, last = arr.shape[0] in _CHANNELS, arr.shape[2] in _CHANNELS
+    if layout == "auto":
+        if first and last:
+            raise EdgeCNNError(f"image shape {tuple(arr.shape)} is ambiguous (HxWxC or CxHxW?); "
+                               "pass layout='HWC' or layout='CHW'")
+        layout = "CHW" if first else "HWC"
+    if layout == "CHW":
+        if not first:
+            raise EdgeCNNError(f"a CxHxW image needs 1, 3 or 4 channels first, got shape {tuple(arr.shape)}")
+        return arr.transpose(1, 2, 0)
+    return arr
+
+
+def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+    if not np.isfinite(arr).all():
+        raise EdgeCNNError("image has NaN or infinite pixel values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 255:
+        raise EdgeCNNError(f"float image values must lie in [0, 1] or [0, 255], got {lo:g}..{hi:g}; "
+                           "normalize it or pass uint8")
+    if hi <= 1.0:  # the [0, 1] convention (skimage, torchvision, cv2 float images)
+        arr = arr * 255.0
+    return np.rint(arr).astype(np.uint8)
+
+
+def to_uint8_image(image: Any, color_order: str = "BGR", layout: str = "auto") -> tuple[np.ndarray, str]:
+    """Accept a numpy array, a PIL image, a file path or encoded image bytes; return (uint8 HxW[xC], order)."""
+    if layout not in LAYOUTS:
+        raise EdgeCNNError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(image), "BGR"
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
         return load_image(str(image)), "BGR"
     if not isinstance(image, np.ndarray) and hasattr(image, "convert") and hasattr(image, "mode"):
         # PIL image: its channel order is RGB.
@@ -47,17 +106,26 @@ def to_uint8_image(image: Any, color_order: str = "BGR") -> tuple[np.ndarray, st
         arr = np.asarray(image.convert("L" if mode in ("L", "1", "I", "F", "I;16") else "RGB"))
         return arr, "RGB"
     arr = np.asarray(image)
+    if arr.ndim == 3:
+        arr = _to_hwc(arr, layout)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise EdgeCNNError(
-            f"image must be HxW, HxWx3 or HxWx4, got shape {tuple(arr.shape)}"
+            f"image must be HxW, HxWx3 or HxWx4 (or CxHxW), got shape {tuple(arr.shape)}"
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise EdgeCNNError(f"image is empty: shape {tuple(arr.shape)}")
     if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if np.issubdtype(arr.dtype, np.floating):
+            arr = _float_to_uint8(arr)
+        elif arr.dtype == np.uint16:
+            arr = (arr >> 8).astype(np.uint8)  # 16-bit images, as load_image reads them
+        elif np.issubdtype(arr.dtype, np.integer):
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi > 255:
+                raise EdgeCNNError(f"{arr.dtype} image values must lie in 0..255, got {lo}..{hi}")
+            arr = arr.astype(np.uint8)
         else:
             raise EdgeCNNError(f"unsupported image dtype {arr.dtype}")
     if color_order not in ("BGR", "RGB"):
@@ -100,9 +168,9 @@ def resize(arr: np.ndarray, height: int, width: int, policy: str, interpolation:
     return c.resize(arr, (width, height), interpolation=interp)
 
 
-def preprocess(image: Any, spec: dict, color_order: str = "BGR") -> np.ndarray:
+def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
     """Turn one image into the model's float32 CHW input, following a manifest `input` block."""
-    arr, order = to_uint8_image(image, color_order)
+    arr, order = to_uint8_image(image, color_order, layout)
     arr = _convert_color(arr, order, spec["color"])
     arr = resize(arr, spec["height"], spec["width"], spec["resize"], spec["interpolation"])
     x = arr.astype(np.float32) * np.float32(spec["scale"])

@@ -20,6 +20,29 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode open()/mkdir() would give a new file or directory (0o666 / 0o777 minus the umask).
+
+    mkstemp/mkdtemp create 0600/0700 whatever the umask; what they stage is chmod-ed to this before
+    it is moved into place, so a bundle exported by one user (or with sudo) is readable as usual.
+    """
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a file so that readers see either the old or the new content, never half."""
     path = Path(path)
@@ -29,6 +52,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), umask_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -57,6 +81,7 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging."))
     try:
         yield stage
+        os.chmod(stage, umask_mode(directory=True))
         if final.exists():
             old = final.with_name(f".{final.name}.old.{os.getpid()}")
             os.replace(final, old)

@@ -52,7 +52,9 @@ def test_prune_lenet_cli_finetunes_reloads_and_reports(digits_ckpt, tmp_path):
     for row in (orig, pruned):
         assert 0 < row["median_ms"] <= row["p90_ms"] and row["runs"] == 200
     assert pruned["test_acc"] == pytest.approx(ckpt["metrics"]["test_acc"])
-    assert pruned["test_acc"] > 0.93, "fine-tuned half-width LeNet-5 should stay above 93% on real digits"
+    # Measured (docs/compression.md, "Test margins"): 0.909-0.958 over training seeds and process
+    # histories (mean 0.94); the bar sits 3 points under the worst run seen.
+    assert pruned["test_acc"] > 0.88, "fine-tuned half-width LeNet-5 should stay above 88% on real digits"
     assert (out / "compress_report.png").stat().st_size > 1000
 
 
@@ -281,12 +283,13 @@ def test_compress_prune_then_qat_within_budget_rebuilds_int8(digits_ckpt, digits
     from edgecnn.train.checkpoint import read_checkpoint
 
     out = tmp_path / "small"
+    # Measured drops 0.4-2.0 points over training seeds (docs/compression.md, "Test margins"): a 4-point budget.
     assert run_cli("compress", digits_ckpt, "--ratio", "0.3", "--finetune-epochs", "1", "--qat-epochs", "1",
-                   "--train-limit", "1800", "--target-drop", "2.0", "--out", out) == 0
+                   "--train-limit", "1800", "--target-drop", "4.0", "--out", out) == 0
     ckpt = read_checkpoint(out / "compressed.pt")
     assert ckpt["structure"]["kind"] == "pruned" and ckpt["qat"]["fake_quant"]
     report = json.loads((out / "compress_report.json").read_text())
-    assert report["final_drop_points"] <= 2.0
+    assert report["final_drop_points"] <= 4.0
     assert report["accuracy"]["qat_int8"] == pytest.approx(ckpt["metrics"]["int8_test_acc"])
     x, y = test_arrays(digits, ckpt["input"])
     assert graph_accuracy(quantized_graph(ckpt), x, y) == pytest.approx(ckpt["metrics"]["int8_test_acc"])

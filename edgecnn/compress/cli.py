@@ -98,20 +98,23 @@ def _prune(args: argparse.Namespace) -> int:
     import torch
 
     args.out = args.out or _default_out(args.checkpoint, "pruned")
-
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     common = dict(data=args.data, data_root=args.data_root, lr=args.lr, train_limit=args.train_limit,
                   eval_limit=args.eval_limit, threads=args.threads, report=args.report)
-    if args.unstructured:
-        from .unstructured import unstructured_checkpoint
+    try:
+        if args.unstructured:
+            from .unstructured import unstructured_checkpoint
 
-        unstructured_checkpoint(args.checkpoint, args.ratio, finetune_epochs=args.finetune_epochs, out=args.out,
-                                ignore=args.ignore, **common)
-    else:
-        from .prune import prune_checkpoint
+            unstructured_checkpoint(args.checkpoint, args.ratio, finetune_epochs=args.finetune_epochs,
+                                    out=args.out, ignore=args.ignore, **common)
+        else:
+            from .prune import prune_checkpoint
 
-        prune_checkpoint(args.checkpoint, _settings(args), finetune_epochs=args.finetune_epochs, out=args.out,
-                         **common)
+            prune_checkpoint(args.checkpoint, _settings(args), finetune_epochs=args.finetune_epochs, out=args.out,
+                             **common)
+    finally:
+        torch.set_num_threads(previous_threads)  # in-process callers (tests, notebooks) keep their setting
     return 0
 
 

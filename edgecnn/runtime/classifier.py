@@ -6,9 +6,11 @@
     result.probs        # float32 probabilities of every class
     result.timings      # {"preprocess": ms, "inference": ms, "postprocess": ms}
 
-Images may be BGR (OpenCV) or RGB arrays (pass color_order="RGB"), greyscale HxW, HxWx4, PIL images
-or file paths. Preprocessing is `edgecnn.preprocess.preprocess` with the manifest's `input` block, the
-same function the export verified the artifacts with.
+Images may be BGR (OpenCV) or RGB arrays (pass color_order="RGB"), greyscale HxW, HxWx4, CxHxW,
+PIL images, file paths or encoded image bytes (PNG/JPEG/...). Float arrays follow one rule: values in
+[0, 1] are scaled x255, values up to 255 are read as 0-255, anything else (and NaN/inf) is refused; see
+`edgecnn.preprocess.to_uint8_image` and docs/runtime.md. Preprocessing is `edgecnn.preprocess.preprocess`
+with the manifest's `input` block, the same function the export verified the artifacts with.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..errors import EdgeCNNError
 from ..preprocess import preprocess, softmax
 from ..utils import sha256_file
 from .backends import Backend, Selection, open_backend, select
+from .checks import check_model_matches_manifest, check_preprocessed
 
 
 @dataclass
@@ -84,22 +87,21 @@ class Classifier:
         self.backend: Backend = open_backend(art, self.selection.backend, threads, **backend_options)
         self.classes: list[str] = list(b.classes)
         self.input_spec: dict = dict(b.input)
+        try:  # the manifest against the model just loaded: class count, input shape, finite output
+            check_model_matches_manifest(self.backend, self.classes, self.input_spec)
+        except BaseException:
+            self.backend.close()
+            raise
         self.top_k = min(top_k, len(self.classes))
 
     # -- the three stages, usable on their own -------------------------------------------------
-    def preprocess(self, image: Any, color_order: str = "BGR") -> np.ndarray:
+    def preprocess(self, image: Any, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
         """One image -> float32 CHW model input (the manifest's preprocessing)."""
-        return preprocess(image, self.input_spec, color_order)
+        return preprocess(image, self.input_spec, color_order, layout=layout)
 
     def infer_preprocessed(self, x_nchw: np.ndarray) -> np.ndarray:
         """float32 NCHW batch -> float32 logits (N, classes) through the backend."""
-        if x_nchw.ndim == 3:
-            x_nchw = x_nchw[None]
-        spec = self.input_spec
-        want = (spec["channels"], spec["height"], spec["width"])
-        if tuple(x_nchw.shape[1:]) != want:
-            raise EdgeCNNError(f"model input must be N x {want[0]} x {want[1]} x {want[2]}, got {tuple(x_nchw.shape)}")
-        return self.backend.infer(x_nchw)
+        return self.backend.infer(check_preprocessed(x_nchw, self.input_spec, batched=True))
 
     def postprocess(self, logits: np.ndarray) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
         """Logits (N, classes) -> probabilities and top-k (label, prob) lists."""
@@ -114,10 +116,14 @@ class Classifier:
         return [(self.classes[j], float(probs[j])) for j in order]
 
     # -- one call ------------------------------------------------------------------------------
-    def predict(self, image: Any, color_order: str = "BGR") -> Prediction:
-        """Classify one image; timings are this call's stages in milliseconds."""
+    def predict(self, image: Any, color_order: str = "BGR", layout: str = "auto") -> Prediction:
+        """Classify one image; timings are this call's stages in milliseconds.
+
+        `layout` ("auto" | "HWC" | "CHW") says how a 3-D array is ordered; "auto" refuses a shape
+        that could be either (e.g. 3x32x3) rather than guess.
+        """
         t0 = time.perf_counter()
-        x = preprocess(image, self.input_spec, color_order)[None]
+        x = preprocess(image, self.input_spec, color_order, layout=layout)[None]
         t1 = time.perf_counter()
         logits = self.backend.infer(x)
         t2 = time.perf_counter()
@@ -129,7 +135,7 @@ class Classifier:
     def predict_preprocessed(self, x_chw: np.ndarray) -> Prediction:
         """`predict` minus image preprocessing: one float32 CHW input (from `preprocess`) -> result."""
         t1 = time.perf_counter()
-        logits = self.backend.infer(x_chw[None])
+        logits = self.backend.infer(check_preprocessed(x_chw, self.input_spec, batched=False)[None])
         t2 = time.perf_counter()
         probs, tops = self.postprocess(logits)
         t3 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Sequence
 
 import cv2
@@ -10,6 +11,13 @@ import numpy as np
 MIN_WIDTH = 480  # small frames (32x32 digits) are enlarged so the text stays readable
 STAGES = ("capture", "preprocess", "inference", "postprocess", "render")
 SHORT = {"capture": "cap", "preprocess": "pre", "inference": "inf", "postprocess": "post", "render": "draw"}
+
+
+def drawable(text: str) -> str:
+    """What cv2.putText can draw: its Hershey fonts have printable ASCII only (other code points have
+    crashed it). Accents are dropped (NFKD: 'café' -> 'cafe'); anything else becomes '?'."""
+    plain = unicodedata.normalize("NFKD", str(text))
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in plain if not unicodedata.combining(ch))
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -56,11 +64,11 @@ def draw_overlay(image: np.ndarray, top: Sequence[tuple[str, float]], fps: float
     def text(s: str, org: tuple[int, int], color=(255, 255, 255), scale: float = size) -> None:
         # Always on a dark panel, so no outline (an outline drawn thicker would also be wider: Hershey
         # glyphs' advance grows with thickness).
-        cv2.putText(img, s, org, font, scale, color, thick, cv2.LINE_AA)
+        cv2.putText(img, drawable(s), org, font, scale, color, thick, cv2.LINE_AA)
 
     if top:
         # One row per label: "label" | bar | "97.3%". Text sits on the dark panel, never on a bar.
-        labels = [str(label) for label, _ in top]
+        labels = [drawable(str(label)) for label, _ in top]
         label_w = max(width(s) for s in labels)
         pct_w = width("100.0%")
         bar_w = max(line * 2, w // 6)

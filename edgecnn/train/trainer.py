@@ -431,6 +431,9 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     options = {k: v for k, v in options.items() if v is not None}
     if "image_size" in get_spec(name).options:  # transformers (ViT) fix their patch grid at construction
         options["image_size"] = size
+    # The initial weights come from torch's global RNG, which torch seeds randomly in every process
+    # (and earlier code in the same process consumes): without this, `--seed` did not fix the run.
+    torch.manual_seed(args["seed"])
     model = build_model(name, len(ds.classes), ds.channels, **options)
     if resume_ckpt is not None:
         model.load_state_dict(resume_ckpt["state_dict"])
