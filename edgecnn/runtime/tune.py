@@ -15,9 +15,11 @@ candidate when its top-1 equals the fp32 file's on every sample image of the bun
 Measurement (bounded): every candidate is loaded, warmed up, then timed in ROUNDS: each round runs a
 short block of single calls (`run_raw` on a real sample image, perf_counter_ns per call) of every
 candidate still in the race, in a rotating order, so that a load spike on a shared machine hits all of
-them alike. After `MIN_ROUNDS` rounds, a candidate whose median is over `DROP_FACTOR` x the leader's
-leaves the race. It stops when `budget_s` seconds of timing are spent (loads not counted; they are
-reported), or when every remaining candidate has `TARGET_SAMPLES` samples. The winner: lowest median.
+them alike. After `MIN_ROUNDS` rounds, a candidate whose median (of `DROP_MIN_SAMPLES` calls or more) is
+over `DROP_FACTOR` x the leader's leaves the race. It stops when `budget_s` seconds of timing are spent
+and every remaining candidate has `MIN_SAMPLES` calls (at most `MAX_BUDGET_FACTOR` x the budget: on a
+machine so busy that a MobileNet call took 100 ms, 3 calls each chose wrongly), or when every remaining
+candidate has `TARGET_SAMPLES` calls. Loads are not counted (they are reported). Winner: lowest median.
 
 Cache: one JSON file per (device, bundle manifest sha256, library versions) under `cache_dir()`:
 $EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn. Nothing is written elsewhere.
@@ -69,7 +71,9 @@ SWEEP_BUDGET_S = 10.0  # `edgecnn tune`'s default
 MIN_ROUNDS = 3
 TARGET_SAMPLES = 200
 DROP_FACTOR = 1.5
-DROP_MIN_SAMPLES = 20  # a candidate leaves the race only on a median of at least this many calls
+DROP_MIN_SAMPLES = 8  # a candidate leaves the race only on a median of at least this many calls
+MIN_SAMPLES = 15  # no decision on fewer calls per remaining candidate, budget or not ...
+MAX_BUDGET_FACTOR = 5.0  # ... up to this many times the budget (a machine 20x busier than usual)
 BLOCK_MS = 5.0  # one candidate's share of a round
 BF16_CHECK_IMAGES = 64
 
@@ -368,7 +372,10 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
                 if drop_factor and len(e.samples_ns) >= DROP_MIN_SAMPLES and e.median_ms() > drop_factor * best:
                     e.status, e.reason = "dropped", f"over {drop_factor:g}x the leader after {rounds} rounds"
             racing = [e for e in racing if e.status == "measured"]
-            if (clock() - start) / 1e9 >= budget_s or all(len(e.samples_ns) >= target_samples for e in racing):
+            spent = (clock() - start) / 1e9
+            enough = all(len(e.samples_ns) >= MIN_SAMPLES for e in racing)
+            if (spent >= budget_s and enough) or spent >= MAX_BUDGET_FACTOR * budget_s \
+                    or all(len(e.samples_ns) >= target_samples for e in racing):
                 break
     return entries, (clock() - start) / 1e9
 

@@ -18,6 +18,7 @@ Int8 QDQ artifacts run OpenVINO's low-precision int8 kernels; their I/O stays fl
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,8 +58,25 @@ def cpu_capabilities() -> list[str]:
         return []
 
 
+def _cpu_flags() -> set[str] | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
 def bf16_supported() -> bool:
-    """Whether this CPU runs bf16 natively (OpenVINO lists BF16 among the CPU's optimization capabilities)."""
+    """Whether this CPU runs bf16 natively: OpenVINO lists BF16 among the CPU plugin's capabilities.
+
+    On x86 the kernel's CPU flags (avx512_bf16, amx_bf16) are read first, so that a CPU without them
+    does not pay for importing OpenVINO just to plan candidates.
+    """
+    flags = _cpu_flags()
+    if flags is not None and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
     return "BF16" in cpu_capabilities()
 
 
