@@ -497,7 +497,8 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
     sel.threads = winner.cand.threads
     sel.reason = why_text(best, results, seconds=seconds)
     sel.measurement = {"cache": str(path) if wrote else None, "hit": False, "notes": notes,
-                       "results": results, "left_out": left}
+                       "results": results, "left_out": left, "timing_s": seconds,
+                       "load_s": sum(r["load_ms"] or 0.0 for r in results) / 1e3}
     return sel, winner.backend
 
 
