@@ -219,3 +219,22 @@ def test_tune_command_sweeps_prints_caches_and_reports(digits_bundle, cache, tmp
     assert "edgecnn: error: unknown backend 'nope'" in capsys.readouterr().err
     assert main(["tune", str(digits_bundle), "--budget-s", "0"]) == 2
     assert "--budget-s must be positive" in capsys.readouterr().err
+
+
+def test_a_corrupt_artifact_is_left_out_of_the_auto_choice(digits_bundle, tmp_path, cache):
+    bundle = tmp_path / "b"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["file"] == "model.int8.tflite":
+            a["verified"]["drop_points"] = 0.0  # inside the budget whatever this fixture's training gave
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    model = bundle / "model.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    clf = Classifier(bundle, backend="litert", threads=1)  # auto precision: the damaged fp32 file is left out
+    assert clf.describe()["artifact"] == "model.int8.tflite"
+    assert any("model.tflite: sha256 does not match" in n for n in clf.selection.measurement["notes"])
+    with pytest.raises(EdgeCNNError, match="sha256 does not match"):  # asked for explicitly: one clear line
+        Classifier(bundle, backend="litert", precision="fp32", threads=1)
