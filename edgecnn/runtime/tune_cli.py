@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", default=None, metavar="N[,N...]",
                    help="thread counts to try, e.g. 1,2,4 (default: 1, 2, 4, ... up to the usable cores)")
     t.add_argument("--budget-s", type=float, default=None, metavar="S",
-                   help="seconds of timing, shared by all candidates (default 10; loading comes on top)")
+                   help="seconds of timing, shared by all candidates (default 10; extended until every candidate has "
+                        "15 calls, at most 5x; loading comes on top)")
     t.add_argument("--backend", default="auto", help="only this backend (default auto: every installed one)")
     t.add_argument("--precision", default="auto", help="only this precision (default auto: every one)")
     t.add_argument("--max-drop", type=float, default=None, metavar="PTS",
