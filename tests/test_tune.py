@@ -238,3 +238,17 @@ def test_a_corrupt_artifact_is_left_out_of_the_auto_choice(digits_bundle, tmp_pa
     assert any("model.tflite: sha256 does not match" in n for n in clf.selection.measurement["notes"])
     with pytest.raises(EdgeCNNError, match="sha256 does not match"):  # asked for explicitly: one clear line
         Classifier(bundle, backend="litert", precision="fp32", threads=1)
+
+
+def test_int8_only_bundle_is_still_run(tmp_path):
+    """A bundle with nothing but unverified int8 files: measured anyway (as the rule does), and said so."""
+    from conftest import REFERENCE_BUNDLE
+
+    bundle = tmp_path / "int8only"
+    shutil.copytree(REFERENCE_BUNDLE, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifacts"] = [dict(a, verified=None) for a in manifest["artifacts"] if a["precision"] == "int8"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    cands, left = tune_mod.plan(Bundle.load(bundle), threads=1)
+    assert {c.selection.precision for c in cands} == {"int8"} and len(cands) >= 2
+    assert any("only int8 artifacts" in x["reason"] for x in left)

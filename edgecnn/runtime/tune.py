@@ -254,6 +254,12 @@ def plan(bundle: Bundle, backend: str = "auto", precision: str = "auto",
                 continue
             for t in ([None] if name == "tensorrt" else thread_list):
                 out.append(Candidate(sel, t))
+    if not out and left and precision == "auto" and not include_over_budget \
+            and not any(a.precision in ("fp32", "fp16") for a in bundle.artifacts):
+        # int8 files only (as the rule `select` does): run them rather than nothing, and say so
+        out, _ = plan(bundle, backend, precision, thread_list, max_drop, include_over_budget=True)
+        return out, [*left, {"candidate": "all", "reason": "the bundle has only int8 artifacts outside the "
+                             "accuracy budget (or unverified): measured anyway"}]
     if not out:
         formats = sorted({a.format for a in bundle.artifacts}) or ["no artifacts"]
         want = "" if precision == "auto" else f" at precision {precision}"
