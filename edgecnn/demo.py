@@ -161,7 +161,9 @@ def _classify(out: Path, bundle: Path, source: str, truth: list[str] | None, max
 def _final_table(bundle: Path, report: dict) -> str:
     from .bundle import Bundle
 
-    timing = {r["artifact"]: r for r in report["results"] if r.get("threads") == report["results"][0].get("threads")}
+    # One row per artifact: its format's usual backend (OpenVINO rows run the same ONNX files).
+    timing = {r["artifact"]: r for r in report["results"] if r.get("threads") == report["results"][0].get("threads")
+              and r["backend"] in ("onnxruntime", "litert")}
     header = ["format", "precision", "size KB", "test top-1", "agreement", "p50 ms", "p90 ms", "FPS"]
     rows = []
     for a in Bundle.load(bundle).artifacts:

@@ -23,6 +23,14 @@ def run_cli(*args: str) -> int:
     return main([str(a) for a in args])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tune_cache(tmp_path_factory) -> Path:
+    """This session's tune cache (Classifier's measured auto choice), never the user's ~/.cache/edgecnn."""
+    path = tmp_path_factory.mktemp("edgecnn-cache")
+    os.environ["EDGECNN_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def digits_ckpt(tmp_path_factory) -> Path:
     """best.pt of LeNet-5 trained briefly on the embedded digits (real data, ~97% test top-1)."""

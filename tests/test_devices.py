@@ -253,7 +253,7 @@ def test_unknown_profile_is_one_clear_error() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("runtime", "backend"), "openvino", "backend must be one of onnxruntime|litert|tensorrt"),
+        (("runtime", "backend"), "tpu", "backend must be one of onnxruntime|litert|tensorrt|openvino"),
         (("runtime", "threads"), 0, "threads must be >= 1 or null"),
         (("camera", "source"), "/dev/video0", "source must be a URI"),
         (("reference_numbers", 0, "source"), "http://example.com", "must be an https:// URL"),

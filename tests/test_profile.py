@@ -111,9 +111,14 @@ def test_benchmark_table(digits_ckpt, digits_bundle, tmp_path):
     assert main(["benchmark", str(digits_ckpt), "--data", "digits", "--out", str(out), "--threads", "1",
                  "--runs", "20", "--warmup", "2", "--test-limit", "300", "--no-progress"]) == 0
     result = read_benchmark(out / "benchmark.json")
-    rows = {(r["format"], r["precision"]): r for r in result["rows"]}
-    assert set(rows) == {("pytorch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"),
-                         ("tflite", "int8")}
+    every = {(r["format"], r["precision"], r["backend"].split()[0]): r for r in result["rows"]}
+    assert set(every) == {("pytorch", "fp32", "torch"), ("onnx", "fp32", "onnxruntime"), ("onnx", "int8", "onnxruntime"),
+                          ("tflite", "fp32", "litert"), ("tflite", "int8", "litert"), ("onnx", "fp32", "openvino"),
+                          ("onnx", "int8", "openvino")}  # OpenVINO rows: the same ONNX files
+    for p in ("fp32", "int8"):  # accuracy measured through each backend: OpenVINO's equals onnxruntime's
+        assert abs(every[("onnx", p, "openvino")]["accuracy"] - every[("onnx", p, "onnxruntime")]["accuracy"]) <= 0.005
+    assert every[("onnx", "fp32", "openvino")]["accuracy"] == every[("onnx", "fp32", "onnxruntime")]["accuracy"]
+    rows = {k[:2]: r for k, r in every.items() if k[2] != "openvino"}
     ref = rows[("pytorch", "fp32")]["accuracy"]
     assert ref > 0.85  # LeNet-5 on real digits
     for key, r in rows.items():
@@ -129,7 +134,7 @@ def test_benchmark_table(digits_ckpt, digits_bundle, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--backend", "openvino"], "unknown backend 'openvino'"),
+    (["--backend", "tpu"], "unknown backend 'tpu'"),
     (["--runs", "0"], "--runs must be at least 1"),
     (["--precision", "int4"], "unknown precision 'int4'"),
     (["--threads", "0"], "--threads must be at least 1"),
@@ -159,7 +164,9 @@ def test_missing_backend_is_listed_not_hidden(digits_bundle, monkeypatch):
     real = profiler.available_backends()
     monkeypatch.setattr(profiler, "available_backends", lambda: {**real, "litert": None})
     report = profile_bundle(digits_bundle, precision="fp32", runs=5, warmup=1, progress=False, log=lambda s: None)
-    assert [r["artifact"] for r in report["results"]] == ["model.onnx"]
+    # the ONNX file on every backend that reads it; the TFLite one listed as skipped
+    assert [(r["artifact"], r["backend"]) for r in report["results"]] == [("model.onnx", "onnxruntime"),
+                                                                          ("model.onnx", "openvino")]
     assert report["skipped"] == [{"artifact": "model.tflite", "backend": "litert",
                                   "reason": report["skipped"][0]["reason"]}]
     assert "not installed" in report["skipped"][0]["reason"]

@@ -52,13 +52,19 @@ def finetune_hyperparameters(ckpt: dict, lr: float | None = None) -> dict[str, A
 def finetune(model: nn.Module, ds: Dataset, ckpt: dict, epochs: int, *, lr: float | None = None,
              train_limit: int | None = None, seed: int = 0, progress: bool = True,
              set_train_mode: Callable[[nn.Module, bool], Any] | None = None) -> list[dict]:
-    """Fine-tune `model` in place with the project's training loop (`edgecnn.train.trainer.fit`)."""
+    """Fine-tune `model` in place with the project's training loop (`edgecnn.train.trainer.fit`).
+
+    torch threads: `edgecnn.threads.apply_host_threads` (half the usable cores unless the caller chose),
+    as the trainer and the CLI do: with torch's default on a busy 2-core machine an epoch took 30x longer.
+    """
+    from ..threads import apply_host_threads
     from ..train.trainer import fit
 
     hp = finetune_hyperparameters(ckpt, lr)
-    return fit(model, ds, ckpt["input"], epochs=epochs, lr=hp["lr"], optimizer=hp["optimizer"],
-               batch_size=hp["batch_size"], weight_decay=hp["weight_decay"], seed=seed, device="cpu",
-               train_limit=train_limit, progress=progress, set_train_mode=set_train_mode)
+    with apply_host_threads():
+        return fit(model, ds, ckpt["input"], epochs=epochs, lr=hp["lr"], optimizer=hp["optimizer"],
+                   batch_size=hp["batch_size"], weight_decay=hp["weight_decay"], seed=seed, device="cpu",
+                   train_limit=train_limit, progress=progress, set_train_mode=set_train_mode)
 
 
 def test_accuracy(model: nn.Module, ds: Dataset, spec: dict, limit: int | None = None) -> float:

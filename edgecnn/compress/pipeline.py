@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import EdgeCNNError
+from ..threads import with_host_threads
 from .prune import PruneSettings
 
 
+@with_host_threads
 def compress_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, finetune_epochs: int,
                         qat_epochs: int, target_drop: float, out: str | os.PathLike, unstructured: bool = False,
                         data: str | None = None, data_root: str | None = None, lr: float | None = None,

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import EdgeCNNError
+from ..threads import with_host_threads
 from .structure import record_structure
 
 METHODS = ("l1", "l2", "taylor")
@@ -182,6 +183,7 @@ def _structure(pruned: nn.Module, source: nn.Module, settings: PruneSettings) ->
                             source_channels=channel_counts(source))
 
 
+@with_host_threads
 def prune_checkpoint(checkpoint: str | os.PathLike, settings: PruneSettings, *, finetune_epochs: int,
                      out: str | os.PathLike, data: str | None = None, data_root: str | None = None,
                      lr: float | None = None, train_limit: int | None = None, eval_limit: int | None = None,

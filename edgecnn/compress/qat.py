@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import EdgeCNNError
+from ..threads import with_host_threads
 
 SCHEME = "pt2e-x86inductor-int8act/2"
 FQ_PREFIX = "activation_post_process_"
@@ -244,6 +245,7 @@ def qat_checkpoint_dict(model: nn.Module, prepared: nn.Module, src: dict, **extr
     )
 
 
+@with_host_threads
 def qat_checkpoint(checkpoint: str | os.PathLike, *, epochs: int, out: str | os.PathLike, data: str | None = None,
                    data_root: str | None = None, lr: float | None = None, train_limit: int | None = None,
                    eval_limit: int | None = None, calib_size: int = 512,

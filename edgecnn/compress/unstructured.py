@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..errors import EdgeCNNError
+from ..threads import with_host_threads
 from .prune import PruneSettings, ignored_modules
 from .report import sparsity
 
@@ -42,6 +43,7 @@ def make_permanent(params: list[tuple[nn.Module, str]]) -> None:
         torch_prune.remove(module, name)
 
 
+@with_host_threads
 def unstructured_checkpoint(checkpoint: str | os.PathLike, ratio: float, *, finetune_epochs: int,
                             out: str | os.PathLike, ignore: list[str] | None = None, data: str | None = None,
                             data_root: str | None = None, lr: float | None = None, train_limit: int | None = None,

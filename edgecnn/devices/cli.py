@@ -44,6 +44,8 @@ def _fmt_backends(info: dict[str, Any]) -> list[str]:
         text = f"{name} {b.get('version') or '(version unknown)'}"
         if b.get("providers"):
             text += f"  providers: {', '.join(b['providers'])}"
+        if b.get("capabilities"):
+            text += f"  CPU capabilities: {', '.join(b['capabilities'])}"
         if b.get("error"):
             text += f"  BROKEN: {b['error']}"
         precisions = info["precisions"].get(name)

@@ -90,12 +90,14 @@ BACKEND_DISTRIBUTIONS = {
     "litert": ("ai-edge-litert", "ai-edge-litert-nightly"),
     "tflite_runtime": ("tflite-runtime", "tflite_runtime"),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_lean", "tensorrt-rtx"),
+    "openvino": ("openvino", "openvino-nightly"),
 }
 BACKEND_MODULES = {
     "onnxruntime": "onnxruntime",
     "litert": "ai_edge_litert",
     "tflite_runtime": "tflite_runtime",
     "tensorrt": "tensorrt",
+    "openvino": "openvino",
 }
 
 
@@ -291,6 +293,13 @@ def backends_present() -> dict[str, dict[str, Any]]:
                 info["providers"] = list(onnxruntime.get_available_providers())
             except Exception as e:  # a broken install is worth reporting, not crashing on
                 info["error"] = f"{type(e).__name__}: {e}"
+        if name == "openvino":
+            try:  # the CPU plugin's capabilities decide bf16 (and show a broken install)
+                from ..runtime.backends.openvino import cpu_capabilities
+
+                info["capabilities"] = cpu_capabilities()
+            except Exception as e:
+                info["error"] = f"{type(e).__name__}: {e}"
         found[name] = info
     if available_backends is not None:
         with contextlib.suppress(Exception):
@@ -312,6 +321,9 @@ def precisions_for(
     for lite in ("litert", "tflite_runtime"):
         if lite in backends:
             result[lite] = ["fp32", "int8"]  # XNNPACK runs both
+    if "openvino" in backends:
+        caps = backends["openvino"].get("capabilities") or []
+        result["openvino"] = ["fp32", "int8"] + (["bf16"] if "BF16" in caps else [])
     if "tensorrt" in backends:
         # The Nano's Maxwell GPU (tegra210) has no fast int8 path; fp16 is its best precision.
         no_int8 = bool(jetson and jetson.get("soc") == "tegra210")

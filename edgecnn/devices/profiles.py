@@ -28,7 +28,7 @@ from ..errors import EdgeCNNError
 SCHEMA = "edgecnn.device-profile/1"
 FAMILIES = ("raspberry-pi", "jetson", "generic")
 ARCHES = ("aarch64", "x86_64")
-BACKENDS = ("onnxruntime", "litert", "tensorrt")
+BACKENDS = ("onnxruntime", "litert", "tensorrt", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

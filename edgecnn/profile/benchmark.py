@@ -112,7 +112,13 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
 
     from ..data import load_dataset, preprocessed
     from ..export.api import export_bundle, parse_formats
-    from ..runtime.backends import FORMAT_OF, INSTALL_HINT, available_backends, open_backend
+    from ..runtime.backends import (
+        FORMAT_OF,
+        INSTALL_HINT,
+        available_backends,
+        backend_precisions,
+        open_backend,
+    )
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint
     from .plots import pareto_plot
     from .profiler import profile_configuration
@@ -141,7 +147,7 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
     present = available_backends()
     not_run = [{"what": name, "reason": f"not installed ({INSTALL_HINT[name]})"}
                for name, version in present.items() if not version]
-    runnable = [f for f in fmts if any(present[b] and FORMAT_OF[b] == f for b in ("onnxruntime", "litert"))]
+    runnable = [f for f in fmts if any(present[b] and FORMAT_OF[b] == f for b in ("onnxruntime", "litert", "openvino"))]
     not_run += [{"what": f"{f} artifacts", "reason": "no backend for this format is installed"}
                 for f in fmts if f not in runnable]
     not_run.append({"what": "fp16", "reason": "no fast fp16 path on this CPU (onnxruntime CPU / XNNPACK run it "
@@ -173,23 +179,32 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
                  "accuracy": _torch_accuracy(model, x_test, y_test), "latency_ms": lat,
                  "throughput": throughput(lat), "verified": "reference"})
 
+    rows_to_run = []
     for art in bundle.artifacts:
-        backend = "onnxruntime" if art.format == "onnx" else "litert"
+        rows_to_run.append((art, "onnxruntime" if art.format == "onnx" else "litert", {}))
+        if art.format == "onnx" and present["openvino"]:  # the same ONNX files on OpenVINO's CPU plugin
+            rows_to_run.append((art, "openvino", {}))
+            if art.precision == "fp32" and "bf16" in backend_precisions(bundle, "openvino"):
+                rows_to_run.append((art, "openvino", {"inference_precision": "bf16"}))
+    for art, backend, options in rows_to_run:
         if not present[backend]:
             continue
-        log(f"{art.info['file']} on {backend}: accuracy on {len(y_test)} test images, then {runs} timed runs")
+        log(f"{art.info['file']} on {backend}{' (bf16 hint)' if options else ''}: accuracy on {len(y_test)} "
+            f"test images, then {runs} timed runs")
         t0 = time.perf_counter()
-        engine = open_backend(art, backend, threads)
+        engine = open_backend(art, backend, threads, **options)
         try:
             acc = _backend_accuracy(engine, x_test, y_test)
         finally:
             engine.close()
-        prof = profile_configuration(art, backend, threads, x1, runs=runs, warmup=warmup, progress=progress)
-        rows.append({"format": art.format, "precision": art.precision, "backend": f"{backend} {prof['backend_version']}",
+        prof = profile_configuration(art, backend, threads, x1, runs=runs, warmup=warmup, progress=progress,
+                                     open_options=options)
+        rows.append({"format": art.format, "precision": prof["precision"],
+                     "backend": f"{backend} {prof['backend_version']}",
                      "file": art.info["file"], "size_bytes": art.info["size_bytes"], "accuracy": acc,
                      "latency_ms": prof["latency_ms"], "throughput": prof["throughput"],
-                     "cold_start": prof["cold_start"], "verified": _verified(art.info),
-                     "seconds": round(time.perf_counter() - t0, 1)})
+                     "cold_start": prof["cold_start"], "verified": _verified(art.info) if not options else
+                     "no (bf16 run of the fp32 file)", "seconds": round(time.perf_counter() - t0, 1)})
 
     result = {
         "schema": SCHEMA,

@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bundle", help="bundle directory (from `edgecnn export`), or a bare .onnx / .tflite file")
     p.add_argument("--backend", default=None,
-                   help="auto | onnxruntime | litert | tensorrt (default auto: every artifact on its format's backend)")
-    p.add_argument("--precision", default=None, help="all | fp32 | fp16 | int8 (default all)")
+                   help="auto | onnxruntime | litert | tensorrt | openvino (default auto: every artifact on every "
+                        "installed backend that reads its format)")
+    p.add_argument("--precision", default=None,
+                   help="all | fp32 | fp16 | int8 | bf16 (default all; bf16: OpenVINO's hint on the fp32 ONNX)")
     p.add_argument("--threads", default=None, metavar="N[,N...]",
                    help="comma list of thread counts, e.g. 1,2,4 (default: the backend's default)")
     g = p.add_mutually_exclusive_group()
@@ -97,6 +99,11 @@ def _profile(args: argparse.Namespace) -> int:
         report = _profile_run(args, args.bundle)
     print()
     print(console_summary(report))
+    if not bare:
+        from ..bundle import Bundle
+        from ..runtime.tune import cached_choice
+
+        print(cached_choice(Bundle.load(args.bundle)))
     if args.report:
         print(f"report: {write_report(args.report, report)}")
     if args.markdown:

@@ -25,13 +25,21 @@ import numpy as np
 from ..bundle import Artifact, Bundle
 from ..errors import EdgeCNNError
 from ..preprocess import load_image, preprocess
-from ..runtime.backends import BACKENDS, FORMAT_OF, INSTALL_HINT, available_backends, open_backend, select
+from ..runtime.backends import (
+    BACKENDS,
+    FORMAT_OF,
+    INSTALL_HINT,
+    available_backends,
+    backend_precisions,
+    open_backend,
+    select,
+)
 from .environment import environment_record, temperatures
 from .perop import per_op_profile
 from .report import new_report
 from .stats import latency_stats, throughput
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 DEFAULT_RUNS = 200
 DEFAULT_WARMUP = 20
 PER_OP_RUNS = 50
@@ -137,8 +145,9 @@ def plan_configurations(bundle: Bundle, backend: str = "auto", precision: str | 
                         ) -> tuple[list[tuple[Artifact, str, dict]], list[dict]]:
     """[(artifact, backend name, open options)] to profile, and the skipped ones with a reason.
 
-    backend "auto" profiles every artifact with the backend for its format (onnxruntime for ONNX, LiteRT for
-    TFLite) and TensorRT engines built for this bundle; a backend that is not installed is listed as skipped.
+    backend "auto" profiles every artifact on every installed backend that reads its format (onnxruntime and
+    OpenVINO for ONNX, LiteRT for TFLite; OpenVINO's bf16 hint on the fp32 ONNX where the CPU has bf16) and
+    TensorRT engines built for this bundle; a backend that is not installed is listed as skipped.
     """
     if backend not in ("auto", *BACKENDS):
         raise EdgeCNNError(f"unknown backend '{backend}'; choose from auto, {', '.join(BACKENDS)}")
@@ -162,6 +171,9 @@ def plan_configurations(bundle: Bundle, backend: str = "auto", precision: str | 
                 configs.append((sel.artifact, name, {"engine": sel.engine}))
             continue
         arts = [a for a in bundle.find(FORMAT_OF[name]) if a.precision in wanted]
+        if name == "openvino" and "bf16" in wanted and present[name] and "bf16" in backend_precisions(bundle, name):
+            # bf16 = the fp32 ONNX file with OpenVINO's bf16 inference hint (CPUs with native bf16 only)
+            configs.append((bundle.find("onnx", "fp32")[0], name, {"inference_precision": "bf16"}))
         if not present[name]:
             if backend != "auto":
                 select(bundle, name, "auto")  # raises the runtime's one-line "not installed" message
@@ -266,7 +278,7 @@ def profile_configuration(artifact: Artifact, backend: str, threads: int | None,
     return {
         "artifact": artifact.info["file"],
         "format": artifact.format,
-        "precision": artifact.precision,
+        "precision": described.get("precision", artifact.precision),  # bf16: the fp32 file run in bf16
         "backend": backend,
         "backend_version": described.get("version"),
         "threads": threads,

@@ -25,9 +25,9 @@ import numpy as np
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
 from ..preprocess import preprocess, softmax
-from ..utils import sha256_file
-from .backends import Backend, Selection, open_backend, select
+from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
+from .tune import choose
 
 
 @dataclass
@@ -72,19 +72,19 @@ class Classifier:
 
     def __init__(self, bundle: str | Path | Bundle, backend: str = "auto", precision: str = "auto",
                  threads: int | None = None, top_k: int = 5, check_integrity: bool = True,
-                 **backend_options: Any):
+                 tune: bool | str = True, **backend_options: Any):
+        """backend/precision "auto" (default): the fastest candidate measured on this device within the
+        bundle's accuracy budget, cached (`edgecnn.runtime.tune`); `describe()["why"]` says what was
+        measured. Explicit backend + precision (+ threads) are used as given. tune=False: the rule
+        `select` instead of a measurement; tune="fresh": measure again, ignoring the cache."""
         if top_k < 1:
             raise EdgeCNNError(f"top_k must be at least 1, got {top_k}")
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.bundle: Bundle = b
-        self.selection: Selection = select(b, backend, precision)
-        art = self.selection.artifact
-        if check_integrity and self.selection.engine is None and sha256_file(art.path) != art.info["sha256"]:
-            # Only the artifact we run: a corrupt or replaced model file fails here, not with odd labels.
-            raise EdgeCNNError(f"{art.path}: sha256 does not match the manifest (file corrupt or replaced)")
-        if self.selection.engine is not None:
-            backend_options = {**backend_options, "engine": self.selection.engine}
-        self.backend: Backend = open_backend(art, self.selection.backend, threads, **backend_options)
+        self.selection: Selection
+        self.backend: Backend
+        self.selection, self.backend = choose(b, backend, precision, threads, tune=tune,
+                                              check_integrity=check_integrity, backend_options=backend_options)
         self.classes: list[str] = list(b.classes)
         self.input_spec: dict = dict(b.input)
         try:  # the manifest against the model just loaded: class count, input shape, finite output

@@ -9,18 +9,19 @@ import signal
 import sys
 from typing import Any
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "litert", "tensorrt")
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
+BACKEND_CHOICES = ("auto", "onnxruntime", "litert", "tensorrt", "openvino")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8", "bf16")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle directory written by `edgecnn export`")
     p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
-                   help="inference backend (default auto: TensorRT on Jetson with a built engine, LiteRT on Arm, "
-                        "onnxruntime on x86)")
+                   help="inference backend (default auto: the fastest measured here, see `edgecnn tune`)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
-                   help="artifact precision (default auto: int8 when the bundle verified it within 1 point of fp32)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: its own)")
+                   help="artifact precision (default auto: the fastest measured within 1 point of accuracy; "
+                        "bf16 = OpenVINO on the fp32 ONNX with its bf16 hint)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the backend (default: measured with auto, else all usable cores)")
     p.add_argument("--top-k", type=int, default=5, help="labels to report per image (default 5)")
     p.add_argument("--device", metavar="PROFILE", default=None,
                    help="apply a device profile (edgecnn info lists them): backend, precision, threads, camera")
@@ -62,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("images", nargs="+", help="image files")
     c.add_argument("--json", action="store_true", help="one JSON line per image")
     c.set_defaults(func=cmd_classify)
+
+    from .tune_cli import register as register_tune
+
+    register_tune(sub)
 
 
 def _setup_logging() -> None:
@@ -195,6 +200,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
             else:
                 shown = ", ".join(f"{label} {100 * p:.1f}%" for label, p in result.top)
                 print(f"{path}: {shown}", flush=True)
+        d = clf.describe()  # after the results, so that a bad image stays a one-line error
+        print(f"edgecnn: classified with {d['backend']} {d['precision']} {d['artifact']}, threads "
+              f"{d['threads'] or 'default'}: {d['why']}", file=sys.stderr)
     finally:
         clf.close()
     return 0

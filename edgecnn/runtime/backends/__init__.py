@@ -8,7 +8,12 @@
 does the layout change (NCHW -> NHWC for TFLite) and int8 input quantization from the manifest;
 `finish` dequantizes integer outputs. Profiling times `run_raw` alone; the runtime calls `infer`.
 
-Choosing what to run (`select`):
+Backends: onnxruntime (ONNX), litert (TFLite), tensorrt (engines built from the ONNX on a Jetson/GPU),
+openvino (ONNX fp32 / QDQ int8 on the CPU, and fp32 with the bf16 hint: precision "bf16").
+
+Choosing what to run: `Classifier` (and `edgecnn run/classify`) MEASURE by default: see
+`edgecnn.runtime.tune` (fastest backend x artifact x threads within the accuracy budget, cached).
+`select` below is the rule used without measuring (`tune=False`, `edgecnn profile`'s planning):
   backend "auto": TensorRT on a Jetson when an engine for the bundle was built there
   (`edgecnn build-engine`), else LiteRT on Arm CPUs when the bundle has TFLite artifacts,
   else onnxruntime when it has ONNX artifacts, else whichever installed backend can run the bundle.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +36,16 @@ import numpy as np
 from ...bundle import Artifact, Bundle
 from ...errors import EdgeCNNError
 
-BACKENDS = ("onnxruntime", "litert", "tensorrt")
+BACKENDS = ("onnxruntime", "litert", "tensorrt", "openvino")
 # The artifact format each backend reads (TensorRT engines are built from the bundle's ONNX).
-FORMAT_OF = {"onnxruntime": "onnx", "litert": "tflite", "tensorrt": "onnx"}
+FORMAT_OF = {"onnxruntime": "onnx", "litert": "tflite", "tensorrt": "onnx", "openvino": "onnx"}
+# Precisions a caller may ask for; bf16 = OpenVINO running the fp32 ONNX file with its bf16 hint.
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 INSTALL_HINT = {
     "onnxruntime": "pip install onnxruntime (or 'edgecnn[onnx]'; on a Jetson use NVIDIA's onnxruntime-gpu wheel)",
     "litert": "pip install ai-edge-litert (or 'edgecnn[tflite]'; tflite-runtime also works)",
     "tensorrt": "TensorRT comes with JetPack on a Jetson (apt install python3-libnvinfer) or pip install tensorrt",
+    "openvino": "pip install openvino (or 'edgecnn[openvino]')",
 }
 INT8_MAX_DROP_POINTS = 1.0
 
@@ -153,6 +161,8 @@ def available_backends() -> dict[str, str | None]:
         if _has_module(module):
             found["tensorrt"] = f"{module} {_version(module, module.replace('_', '-')) or 'unknown'}"
             break
+    if _has_module("openvino"):
+        found["openvino"] = _version("openvino", "openvino-nightly") or "unknown"
     return found
 
 
@@ -172,13 +182,26 @@ def is_arm() -> bool:
 
 @dataclass
 class Selection:
-    """What `select` chose: the artifact, the backend that runs it, and (TensorRT) the engine file."""
+    """What was chosen: the artifact, the backend that runs it, its options and why.
+
+    `engine`: the TensorRT engine file; `options`: extra backend options (the engine, OpenVINO's bf16
+    hint); `threads`: the thread count chosen by measurement (None: the caller's or the default rule's);
+    `measurement`: the tuner's record when the choice was measured (see `edgecnn.runtime.tune`).
+    """
 
     artifact: Artifact
     backend: str
     precision: str
     engine: Path | None = None
     reason: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    measurement: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """e.g. 'litert int8', 'openvino bf16' (the names the tuner's 'why' text uses)."""
+        return f"{self.backend} {self.precision}"
 
 
 def _engines(bundle: Bundle) -> dict[str, Path]:
@@ -221,32 +244,69 @@ def _auto_precision(bundle: Bundle, backend: str, have: list[str]) -> str:
     return have[0]
 
 
-def select(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> Selection:
-    """Pick the artifact and backend to run (rules in the module docstring); one clear error if none fits."""
+def backend_precisions(bundle: Bundle, name: str, engines: dict[str, Path] | None = None) -> list[str]:
+    """The precisions backend `name` can run for this bundle (TensorRT: the engines built here)."""
+    if name == "tensorrt":
+        return sorted(engines if engines is not None else _engines(bundle))
+    have = sorted({a.precision for a in bundle.find(FORMAT_OF[name])})
+    if name == "openvino" and "fp32" in have:
+        from .openvino import bf16_supported
+
+        if bf16_supported():
+            have.append("bf16")
+    return have
+
+
+def selection_for(bundle: Bundle, name: str, precision: str, engines: dict[str, Path] | None = None,
+                  reason: str = "") -> Selection:
+    """The Selection that runs `precision` on backend `name` (the artifact, engine or bf16 hint it needs)."""
+    if name == "tensorrt":
+        engines = engines if engines is not None else _engines(bundle)
+        # The engine's I/O is the ONNX graph's: float32 NCHW in, float32 logits out.
+        onnx_fp32 = bundle.find("onnx", "fp32") or bundle.find("onnx")
+        if not onnx_fp32:
+            raise EdgeCNNError(f"{bundle.path}: a TensorRT engine needs the bundle's ONNX artifact")
+        info = {**onnx_fp32[0].info, "precision": precision, "file": f"engines/{engines[precision].name}"}
+        return Selection(Artifact(bundle.path, info), name, precision, engines[precision], reason,
+                         {"engine": engines[precision]})
+    if precision == "bf16":  # OpenVINO: the fp32 file with the bf16 inference hint
+        return Selection(bundle.find("onnx", "fp32")[0], name, "bf16", None, reason, {"inference_precision": "bf16"})
+    return Selection(bundle.find(FORMAT_OF[name], precision)[0], name, precision, None, reason)
+
+
+def check_choice(backend: str, precision: str) -> None:
+    """One clear line for an unknown backend or precision name."""
     if backend not in ("auto", *BACKENDS):
         raise EdgeCNNError(f"unknown backend '{backend}'; choose from auto, {', '.join(BACKENDS)}")
-    if precision not in ("auto", "fp32", "fp16", "int8"):
-        raise EdgeCNNError(f"unknown precision '{precision}'; choose from auto, fp32, fp16, int8")
+    if precision not in ("auto", *PRECISIONS):
+        raise EdgeCNNError(f"unknown precision '{precision}'; choose from auto, {', '.join(PRECISIONS)}")
+
+
+def select(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> Selection:
+    """Pick the artifact and backend by rule (module docstring), without measuring; one clear error if none fits.
+
+    `Classifier` measures instead when backend or precision is "auto" (`edgecnn.runtime.tune.choose`).
+    """
+    check_choice(backend, precision)
     present = available_backends()
     engines = _engines(bundle) if backend in ("auto", "tensorrt") else {}
 
     def precisions(name: str) -> list[str]:
-        if name == "tensorrt":
-            return sorted(engines)
-        return sorted({a.precision for a in bundle.find(FORMAT_OF[name])})
+        return backend_precisions(bundle, name, engines)
 
     if backend == "auto":
-        order = ["onnxruntime", "litert"]
+        order = ["onnxruntime", "litert", "openvino"]
         reason = "x86/other CPU: onnxruntime first"
         if is_arm():
-            order = ["litert", "onnxruntime"]
+            order = ["litert", "onnxruntime", "openvino"]
             reason = "Arm CPU: LiteRT (XNNPACK) first"
         if is_jetson():
             order.insert(0, "tensorrt")
             reason = "Jetson: TensorRT engine first"
-        candidates = [n for n in order if present[n] and precisions(n)
-                      and (precision == "auto" or precision in precisions(n))]
-        if not candidates:
+        # lazily: the first backend that fits (OpenVINO's bf16 check would import openvino)
+        found = next((n for n in order if present[n] and precisions(n)
+                      and (precision == "auto" or precision in precisions(n))), None)
+        if found is None:
             formats = sorted({a.format for a in bundle.artifacts})
             installed = [n for n, v in present.items() if v] or ["none"]
             want = "" if precision == "auto" else f" at precision {precision}"
@@ -254,7 +314,7 @@ def select(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> Se
                 f"{bundle.path}: no installed backend can run this bundle{want} (bundle has "
                 f"{', '.join(formats) or 'no artifacts'}; installed backends: {', '.join(installed)})"
             )
-        name = candidates[0]
+        name = found
     else:
         name = backend
         reason = "asked for"
@@ -271,19 +331,14 @@ def select(bundle: Bundle, backend: str = "auto", precision: str = "auto") -> Se
     have = precisions(name)
     chosen = _auto_precision(bundle, name, have) if precision == "auto" else precision
     if chosen not in have:
+        extra = ""
+        if chosen == "bf16":
+            extra = ("; bf16 runs on OpenVINO with a fp32 ONNX artifact, on CPUs with native bf16 "
+                     "(AVX512_BF16/AMX: OpenVINO lists BF16 in OPTIMIZATION_CAPABILITIES)")
         raise EdgeCNNError(
-            f"{bundle.path}: no {chosen} model for backend '{name}' (available: {', '.join(have)})"
+            f"{bundle.path}: no {chosen} model for backend '{name}' (available: {', '.join(have) or 'none'}){extra}"
         )
-    if name == "tensorrt":
-        # The engine's I/O is the ONNX graph's: float32 NCHW in, float32 logits out.
-        onnx_fp32 = bundle.find("onnx", "fp32") or bundle.find("onnx")
-        if not onnx_fp32:
-            raise EdgeCNNError(f"{bundle.path}: a TensorRT engine needs the bundle's ONNX artifact")
-        info = {**onnx_fp32[0].info, "precision": chosen, "file": f"engines/{engines[chosen].name}"}
-        art = Artifact(bundle.path, info)
-        return Selection(art, name, chosen, engines[chosen], reason)
-    art = bundle.find(FORMAT_OF[name], chosen)[0]
-    return Selection(art, name, chosen, None, reason)
+    return selection_for(bundle, name, chosen, engines, reason)
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -299,6 +354,10 @@ def backend_class(name: str) -> type[Backend]:
         from .tensorrt import TensorRTBackend
 
         return TensorRTBackend
+    if name == "openvino":
+        from .openvino import OpenVINOBackend
+
+        return OpenVINOBackend
     raise EdgeCNNError(f"unknown backend '{name}'; choose from auto, {', '.join(BACKENDS)}")
 
 
@@ -310,6 +369,7 @@ def open_backend(artifact: Artifact, backend: str = "auto", threads: int | None 
     """
     if backend == "auto":
         backend = "litert" if artifact.format == "tflite" else "onnxruntime"
+    check_choice(backend, "auto")
     cls = backend_class(backend)
     if FORMAT_OF[backend] != artifact.format:
         raise EdgeCNNError(
@@ -327,17 +387,18 @@ def open_bundle(bundle: str | Path | Bundle, backend: str = "auto", precision: s
     """Load a bundle, select its artifact/backend and open it: the one call the runtime and profiler use."""
     b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     sel = select(b, backend, precision)
-    if sel.engine is not None:
-        options = {**options, "engine": sel.engine}
-    return b, sel, open_backend(sel.artifact, sel.backend, threads, **options)
+    return b, sel, open_backend(sel.artifact, sel.backend, threads, **{**options, **sel.options})
 
 
 __all__ = [
     "BACKENDS",
+    "PRECISIONS",
     "Backend",
     "Selection",
     "available_backends",
     "backend_class",
+    "backend_precisions",
+    "selection_for",
     "open_backend",
     "open_bundle",
     "select",

@@ -1,0 +1,603 @@
+"""Measured "auto": the fastest backend x artifact x thread count within the accuracy budget, on this device.
+
+    sel, backend = choose(bundle)               # what Classifier(bundle) does: cache hit, or a short measurement
+    report = tune(bundle, threads=[1, 2, 4])    # `edgecnn tune`: the full sweep, a JSON-able dict
+
+Candidates: every installed backend x every artifact it can run (onnxruntime and OpenVINO: the ONNX
+files; LiteRT: the TFLite files; OpenVINO also the fp32 ONNX with its bf16 hint where the CPU has bf16;
+TensorRT: the engines built here) x thread counts (`edgecnn.threads.candidate_threads()`: 1, N/2, N).
+Explicit backend / precision / threads fix that dimension; with all three given nothing is measured.
+
+Accuracy budget: an artifact is a candidate when the export verified it within `max_drop` points
+(default 1) of the PyTorch reference's top-1; fp32 always is. bf16 has no export record: it is a
+candidate when its top-1 equals the fp32 file's on every sample image of the bundle (and calib.npz).
+
+Measurement (bounded): every candidate is loaded, warmed up, then timed in ROUNDS: each round runs a
+short block of single calls (`run_raw` on a real sample image, perf_counter_ns per call) of every
+candidate still in the race, in a rotating order, so that a load spike on a shared machine hits all of
+them alike. After `MIN_ROUNDS` rounds, a candidate whose median (of `DROP_MIN_SAMPLES` calls or more) is
+over `DROP_FACTOR` x the leader's leaves the race. It stops when `budget_s` seconds of timing are spent
+and every remaining candidate has `MIN_SAMPLES` calls (at most `MAX_BUDGET_FACTOR` x the budget: on a
+machine so busy that a MobileNet call took 100 ms, 3 calls each chose wrongly), or when every remaining
+candidate has `TARGET_SAMPLES` calls. Loads are not counted (they are reported). Winner: lowest median.
+
+Cache: one JSON file per (device, bundle manifest sha256, library versions) under `cache_dir()`:
+$EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn. Nothing is written elsewhere.
+A cache file that is corrupt or from another schema/version is ignored with a note; an unwritable
+cache directory only means measuring again next time (a note says so). A cached measurement answers a
+request when it measured every candidate the request needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..bundle import MANIFEST, Bundle
+from ..errors import EdgeCNNError
+from ..preprocess import load_image, preprocess
+from ..threads import candidate_threads, runtime_threads, sweep_threads
+from ..utils import atomic_write_json, sha256_file
+from .backends import (
+    BACKENDS,
+    FORMAT_OF,
+    INSTALL_HINT,
+    INT8_MAX_DROP_POINTS,
+    Backend,
+    Selection,
+    _engines,
+    available_backends,
+    backend_precisions,
+    check_choice,
+    open_backend,
+    selection_for,
+)
+
+SCHEMA = "edgecnn.tune/1"
+DEFAULT_BUDGET_S = 1.0  # timing seconds for the automatic choice (loads come on top)
+SWEEP_BUDGET_S = 10.0  # `edgecnn tune`'s default
+MIN_ROUNDS = 3
+TARGET_SAMPLES = 200
+DROP_FACTOR = 1.5
+DROP_MIN_SAMPLES = 8  # a candidate leaves the race only on a median of at least this many calls
+MIN_SAMPLES = 15  # no decision on fewer calls per remaining candidate, budget or not ...
+MAX_BUDGET_FACTOR = 5.0  # ... up to this many times the budget (a machine 20x busier than usual)
+BLOCK_MS = 5.0  # one candidate's share of a round
+BF16_CHECK_IMAGES = 64
+
+log = logging.getLogger("edgecnn.runtime.tune")
+
+
+# ---------------------------------------------------------------- where and under which key
+
+
+def cache_dir() -> Path:
+    """$EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn (not created here)."""
+    if os.environ.get("EDGECNN_CACHE"):
+        return Path(os.environ["EDGECNN_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "edgecnn"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def device_record() -> dict[str, Any]:
+    """What identifies 'this device' for a measurement: CPU, cores usable, board, OS kernel."""
+    try:
+        board = Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")
+    except OSError:
+        board = None
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = os.cpu_count()
+    return {"machine": platform.machine(), "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+            "usable_cpus": affinity, "board": board, "system": platform.system()}
+
+
+def versions_record() -> dict[str, Any]:
+    """edgecnn, Python, numpy and every backend's version: a new version means measuring again."""
+    return {"edgecnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "backends": available_backends()}
+
+
+def cache_key(bundle: Bundle) -> dict[str, Any]:
+    return {"schema": SCHEMA, "bundle_sha256": sha256_file(bundle.path / MANIFEST),
+            "device": device_record(), "versions": versions_record()}
+
+
+def cache_path(bundle: Bundle, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in bundle.name)[:60]
+    return cache_dir() / "tune" / f"{safe}-{digest}.json"
+
+
+def read_cache(path: Path, key: dict[str, Any], notes: list[str]) -> dict | None:
+    """The cached measurement at `path` for `key`, or None (missing; corrupt or foreign: with a note)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        notes.append(f"ignoring the tune cache {path}: unreadable ({type(e).__name__}); measuring again")
+        return None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        notes.append(f"ignoring the tune cache {path}: schema {found!r}, not {SCHEMA}; measuring again")
+        return None
+    if data.get("key") != key:
+        notes.append(f"ignoring the tune cache {path}: made for another device, bundle or library versions; "
+                     "measuring again")
+        return None
+    results = data.get("results")
+    if not isinstance(results, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str)
+                                                for r in results):
+        notes.append(f"ignoring the tune cache {path}: no valid results list; measuring again")
+        return None
+    return data
+
+
+def write_cache(path: Path, data: dict, notes: list[str]) -> bool:
+    try:
+        atomic_write_json(path, data)
+        return True
+    except OSError as e:
+        notes.append(f"cannot write the tune cache {path} ({e.strerror or type(e).__name__}); "
+                     "the next run measures again")
+        return False
+
+
+# ---------------------------------------------------------------- candidates
+
+
+@dataclass
+class Candidate:
+    """One backend x artifact (x bf16 hint) x thread count."""
+
+    selection: Selection
+    threads: int | None
+
+    @property
+    def id(self) -> str:
+        t = "-" if self.threads is None else str(self.threads)
+        return f"{self.selection.backend}:{self.selection.artifact.info['file']}:{self.selection.precision}:t{t}"
+
+    @property
+    def label(self) -> str:
+        t = "" if self.threads is None else f" {self.threads}t"
+        return f"{self.selection.backend} {self.selection.precision}{t}"
+
+
+def accuracy_drop(info: dict) -> float | None:
+    """Points of top-1 the export measured this artifact losing against PyTorch (None if not verified)."""
+    v = info.get("verified") or {}
+    if v.get("drop_points") is not None:
+        return float(v["drop_points"])
+    if v.get("accuracy") is not None and v.get("reference_accuracy") is not None:
+        return 100.0 * (float(v["reference_accuracy"]) - float(v["accuracy"]))
+    return None
+
+
+def within_budget(bundle: Bundle, sel: Selection, max_drop: float) -> tuple[bool, str]:
+    """(eligible, reason) for the accuracy budget, from the bundle's own verification record."""
+    if sel.precision in ("fp32", "fp16"):
+        return True, ""
+    if sel.precision == "bf16":
+        return True, ""  # no export record: checked against fp32 on the bundle's samples when measured
+    info = sel.artifact.info
+    if sel.backend == "tensorrt":  # an int8 engine: the export verified its QDQ ONNX source
+        info = ((bundle.manifest.get("tensorrt") or {}).get("onnx_int8")) or {}
+    drop = accuracy_drop(info)
+    if drop is None:
+        return False, "int8 not verified by the export"
+    if drop > max_drop:
+        return False, f"loses {drop:.2f} points of top-1 (budget {max_drop:g})"
+    return True, ""
+
+
+def plan(bundle: Bundle, backend: str = "auto", precision: str = "auto",
+         threads: int | Sequence[int] | None = None, max_drop: float = INT8_MAX_DROP_POINTS,
+         include_over_budget: bool = False) -> tuple[list[Candidate], list[dict]]:
+    """The candidates to measure, and the ones left out with the reason (not installed, over budget...)."""
+    check_choice(backend, precision)
+    present = available_backends()
+    names = [n for n in BACKENDS if n != "tensorrt"] if backend == "auto" else [backend]
+    engines = _engines(bundle) if (backend in ("auto", "tensorrt") and present["tensorrt"]) else {}
+    if backend == "auto" and engines:
+        names.append("tensorrt")
+    if threads is None:
+        thread_list: list[int] = candidate_threads()
+    elif isinstance(threads, int):
+        thread_list = [threads]
+    else:
+        thread_list = list(dict.fromkeys(int(t) for t in threads))
+    if any(t < 1 for t in thread_list):
+        raise EdgeCNNError(f"threads must be at least 1, got {min(thread_list)}")
+    out: list[Candidate] = []
+    left: list[dict] = []
+    for name in names:
+        if not present[name]:
+            if backend != "auto":
+                raise EdgeCNNError(f"backend '{name}' is not installed: {INSTALL_HINT[name]}")
+            if bundle.find(FORMAT_OF[name]):
+                left.append({"candidate": name, "reason": "not installed"})
+            continue
+        have = backend_precisions(bundle, name, engines)
+        wanted = have if precision == "auto" else [p for p in have if p == precision]
+        for p in wanted:
+            sel = selection_for(bundle, name, p, engines)
+            ok, why = within_budget(bundle, sel, max_drop)
+            if not ok and precision == "auto" and not include_over_budget:
+                left.append({"candidate": sel.label, "artifact": sel.artifact.info["file"], "reason": why})
+                continue
+            for t in ([None] if name == "tensorrt" else thread_list):
+                out.append(Candidate(sel, t))
+    if not out and left and precision == "auto" and not include_over_budget \
+            and not any(a.precision in ("fp32", "fp16") for a in bundle.artifacts):
+        # int8 files only (as the rule `select` does): run them rather than nothing, and say so
+        out, _ = plan(bundle, backend, precision, thread_list, max_drop, include_over_budget=True)
+        return out, [*left, {"candidate": "all", "reason": "the bundle has only int8 artifacts outside the "
+                             "accuracy budget (or unverified): measured anyway"}]
+    if not out:
+        formats = sorted({a.format for a in bundle.artifacts}) or ["no artifacts"]
+        want = "" if precision == "auto" else f" at precision {precision}"
+        extra = "; ".join(f"{x['candidate']}: {x['reason']}" for x in left)
+        raise EdgeCNNError(f"{bundle.path}: nothing can run this bundle here{want} (bundle has {', '.join(formats)}; "
+                           f"installed: {', '.join(n for n, v in present.items() if v) or 'none'})"
+                           + (f"; left out: {extra}" if extra else ""))
+    return out, left
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def sample_inputs(bundle: Bundle, limit: int = 1) -> np.ndarray:
+    """Real inputs (float32 NCHW): the bundle's sample images, then calib.npz, else seeded noise."""
+    spec = bundle.input
+    files = [bundle.path / s["file"] for s in bundle.manifest.get("samples") or [] if isinstance(s, dict)]
+    images = [preprocess(load_image(str(f)), spec, "BGR") for f in files[:limit] if f.is_file()]
+    if len(images) < limit and (bundle.path / "calib.npz").is_file():
+        with np.load(bundle.path / "calib.npz") as z:
+            images += list(z["x"][: limit - len(images)].astype(np.float32))
+    if images:
+        return np.stack(images).astype(np.float32)
+    shape = (limit, spec["channels"], spec["height"], spec["width"])
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+@dataclass
+class Entry:
+    """A candidate being measured."""
+
+    cand: Candidate
+    backend: Backend | None = None
+    x: Any = None
+    load_ms: float | None = None
+    samples_ns: list[int] = field(default_factory=list)
+    status: str = "measured"  # measured | dropped (clearly slower) | failed
+    reason: str = ""
+    block: int = 1
+
+    def median_ms(self) -> float:
+        return float(np.median(self.samples_ns)) / 1e6 if self.samples_ns else float("inf")
+
+
+def _check_bf16(entry: Entry, bundle: Bundle, threads: int | None) -> str | None:
+    """bf16's accuracy check: top-1 equal to the fp32 file's on the bundle's samples (reason if not)."""
+    x = sample_inputs(bundle, BF16_CHECK_IMAGES)
+    ref = open_backend(entry.cand.selection.artifact, "openvino", threads)
+    try:
+        a = np.concatenate([entry.backend.infer(x[i : i + 1]) for i in range(len(x))]).argmax(1)
+        b = np.concatenate([ref.infer(x[i : i + 1]) for i in range(len(x))]).argmax(1)
+    finally:
+        ref.close()
+    agree = float((a == b).mean())
+    return None if agree == 1.0 else f"bf16 top-1 differs from fp32 on {100 * (1 - agree):.1f}% of {len(x)} samples"
+
+
+def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DEFAULT_BUDGET_S,
+            target_samples: int = TARGET_SAMPLES, drop_factor: float | None = DROP_FACTOR,
+            check_integrity: bool = True, backend_options: dict | None = None,
+            progress: Callable[[str], None] | None = None) -> tuple[list[Entry], float]:
+    """Load every candidate and time them round-robin; returns the entries (backends still open) and seconds."""
+    x1 = sample_inputs(bundle, 1)
+    checked: dict[Path, bool] = {}
+    entries = [Entry(c) for c in candidates]
+    for e in entries:
+        sel = e.cand.selection
+        path = sel.artifact.path
+        if check_integrity and sel.engine is None:
+            if path not in checked:
+                checked[path] = path.is_file() and sha256_file(path) == sel.artifact.info["sha256"]
+            if not checked[path]:
+                e.status, e.reason = "failed", f"{sel.artifact.info['file']}: sha256 does not match the manifest"
+                continue
+        t0 = time.perf_counter()
+        try:
+            e.backend = open_backend(sel.artifact, sel.backend, e.cand.threads,
+                                     **{**(backend_options or {}), **sel.options})
+            e.load_ms = 1e3 * (time.perf_counter() - t0)
+            e.x = e.backend.prepare(x1)
+            e.backend.run_raw(e.x)  # cold call, not timed
+            t0 = time.perf_counter_ns()
+            for _ in range(3):
+                e.backend.run_raw(e.x)
+            warm = (time.perf_counter_ns() - t0) / 3e6
+            e.block = int(np.clip(round(BLOCK_MS / max(warm, 1e-3)), 1, 50))
+            if sel.precision == "bf16":
+                bad = _check_bf16(e, bundle, e.cand.threads)
+                if bad:
+                    raise EdgeCNNError(bad)
+        except EdgeCNNError as err:
+            e.status, e.reason = "failed", str(err)
+            if e.backend is not None:
+                e.backend.close()
+                e.backend = None
+        if progress:
+            progress(f"loaded {e.cand.label} ({e.status})")
+    clock = time.perf_counter_ns
+    start = clock()
+    rounds = 0
+    while True:
+        racing = [e for e in entries if e.status == "measured"]
+        if not racing:
+            break
+        shift = rounds % len(racing)
+        for e in racing[shift:] + racing[:shift]:  # rotating order: no candidate always runs first
+            run, x, s = e.backend.run_raw, e.x, e.samples_ns
+            for _ in range(e.block):
+                t0 = clock()
+                run(x)
+                s.append(clock() - t0)
+        rounds += 1
+        if rounds >= MIN_ROUNDS:
+            best = min(e.median_ms() for e in racing)
+            for e in racing:
+                if drop_factor and len(e.samples_ns) >= DROP_MIN_SAMPLES and e.median_ms() > drop_factor * best:
+                    e.status, e.reason = "dropped", f"over {drop_factor:g}x the leader after {rounds} rounds"
+            racing = [e for e in racing if e.status == "measured"]
+            spent = (clock() - start) / 1e9
+            enough = all(len(e.samples_ns) >= MIN_SAMPLES for e in racing)
+            if (spent >= budget_s and enough) or spent >= MAX_BUDGET_FACTOR * budget_s \
+                    or all(len(e.samples_ns) >= target_samples for e in racing):
+                break
+    return entries, (clock() - start) / 1e9
+
+
+def _result(e: Entry, eligible: bool, note: str = "") -> dict[str, Any]:
+    sel = e.cand.selection
+    ms = np.asarray(e.samples_ns, dtype=np.float64) / 1e6
+    return {
+        "id": e.cand.id, "label": e.cand.label, "backend": sel.backend, "artifact": sel.artifact.info["file"],
+        "precision": sel.precision, "threads": e.cand.threads, "options": {k: str(v) for k, v in sel.options.items()},
+        "status": e.status, "reason": e.reason or note, "within_budget": eligible,
+        "p50_ms": float(np.median(ms)) if len(ms) else None,
+        "p90_ms": float(np.percentile(ms, 90)) if len(ms) else None,
+        "samples": int(len(ms)), "load_ms": e.load_ms,
+    }
+
+
+def _fmt(ms: float) -> str:
+    return f"{ms:.3g}" if ms < 1 else f"{ms:.2f}"
+
+
+def why_text(chosen: dict, results: list[dict], *, cached: str | None = None, seconds: float | None = None,
+             shown: int = 4) -> str:
+    """'measured: litert int8 2t 2.16 ms vs openvino int8 2t 2.92 ms, ... (0.8 s, round-robin)'."""
+    ranked = sorted((r for r in results if r["p50_ms"] is not None and r["within_budget"]
+                     and r["id"] != chosen["id"]), key=lambda r: r["p50_ms"])
+    parts = [f"{chosen['label']} {_fmt(chosen['p50_ms'])} ms"]
+    others = [f"{r['label']} {_fmt(r['p50_ms'])} ms" for r in ranked[: shown - 1]]
+    more = f", +{len(ranked) - shown + 1} more" if len(ranked) > shown - 1 else ""
+    text = parts[0] + (" vs " + ", ".join(others) + more if others else " (the only candidate)")
+    if cached:
+        return f"fastest measured here on {cached} (cached): {text}"
+    timing = f"; {seconds:.2f} s of round-robin timing" if seconds is not None else ""
+    return f"fastest measured: {text} (p50 of single calls{timing})"
+
+
+# ---------------------------------------------------------------- the two entry points
+
+
+def _pick(results: list[dict], wanted: set[str]) -> dict | None:
+    # `wanted` holds the candidates within the caller's accuracy budget (the record's flag is the sweep's).
+    pool = [r for r in results if r["id"] in wanted and r["p50_ms"] is not None
+            and r["status"] in ("measured", "dropped")]
+    return min(pool, key=lambda r: r["p50_ms"]) if pool else None
+
+
+def _emit(notes: list[str]) -> None:
+    for n in notes:
+        log.warning(n)
+
+
+def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threads: int | None = None, *,
+           tune: bool | str = True, budget_s: float = DEFAULT_BUDGET_S, max_drop: float = INT8_MAX_DROP_POINTS,
+           check_integrity: bool = True, backend_options: dict | None = None) -> tuple[Selection, Backend]:
+    """The Selection to run and its opened backend (what `Classifier` calls).
+
+    All of backend, precision and threads given: exactly that, nothing measured. Otherwise the fastest
+    measured candidate (cache first; `tune="fresh"` measures again; `tune=False` uses the rule `select`).
+    """
+    from .backends import select
+
+    check_choice(backend, precision)
+    opts = dict(backend_options or {})
+    if not tune or (backend != "auto" and precision != "auto"):
+        sel = select(bundle, backend, precision)
+        t = threads if threads is not None else (None if sel.backend == "tensorrt" else runtime_threads())
+        if check_integrity and sel.engine is None and sha256_file(sel.artifact.path) != sel.artifact.info["sha256"]:
+            # Only the artifact we run: a corrupt or replaced model file fails here, not with odd labels.
+            raise EdgeCNNError(f"{sel.artifact.path}: sha256 does not match the manifest (file corrupt or replaced)")
+        if backend != "auto" and precision != "auto":
+            sel.reason = "asked for"
+        if threads is None and t is not None:
+            sel.reason += f"; threads {t} (all usable cores)"
+        sel.threads = t
+        return sel, open_backend(sel.artifact, sel.backend, t, **{**opts, **sel.options})
+    cands, left = plan(bundle, backend, precision, threads, max_drop)
+    wanted = {c.id for c in cands}
+    notes: list[str] = []
+    key = cache_key(bundle)
+    path = cache_path(bundle, key)
+    cached = read_cache(path, key, notes) if tune != "fresh" else None
+    if cached is not None and wanted <= {r["id"] for r in cached["results"]}:
+        best = _pick(cached["results"], wanted)
+        if best is not None:
+            cand = next(c for c in cands if c.id == best["id"])
+            try:
+                engine = _open_candidate(cand, check_integrity, opts)
+            except EdgeCNNError as e:
+                notes.append(f"cached choice {best['label']} failed to load ({e}); measuring again")
+            else:
+                _emit(notes)
+                sel = cand.selection
+                sel.threads = cand.threads
+                sel.reason = why_text(best, [r for r in cached["results"] if r["id"] in wanted],
+                                      cached=str(cached.get("created", "?"))[:10])
+                sel.measurement = {"cache": str(path), "hit": True, "notes": notes}
+                return sel, engine
+    entries, seconds = measure(bundle, cands, budget_s=budget_s, check_integrity=check_integrity,
+                               backend_options=opts)
+    results = [_result(e, True) for e in entries]
+    best = _pick(results, wanted)
+    failed = [r for r in results if r["status"] == "failed"]
+    notes += [f"{r['label']}: {r['reason']}" for r in failed]
+    if best is None:
+        _close(entries)
+        _emit(notes)
+        raise EdgeCNNError(f"{bundle.path}: no candidate could run here ({failed[0]['reason'] if failed else '?'})")
+    # Merge: keep what an earlier sweep measured for candidates outside this request.
+    previous = [r for r in (cached or {}).get("results", []) if r["id"] not in wanted]
+    record = {"schema": SCHEMA, "key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "budget_s": budget_s, "seconds": seconds, "results": results + previous, "left_out": left}
+    wrote = write_cache(path, record, notes)
+    _emit(notes)
+    winner = next(e for e in entries if e.cand.id == best["id"])
+    for e in entries:
+        if e is not winner and e.backend is not None:
+            e.backend.close()
+    sel = winner.cand.selection
+    sel.threads = winner.cand.threads
+    sel.reason = why_text(best, results, seconds=seconds)
+    sel.measurement = {"cache": str(path) if wrote else None, "hit": False, "notes": notes,
+                       "results": results, "left_out": left, "timing_s": seconds,
+                       "load_s": sum(r["load_ms"] or 0.0 for r in results) / 1e3}
+    return sel, winner.backend
+
+
+def cached_choice(bundle: Bundle, backend: str = "auto", precision: str = "auto",
+                  threads: int | Sequence[int] | None = None, max_drop: float = INT8_MAX_DROP_POINTS) -> str:
+    """One line on what the automatic choice is here, from the cache only (nothing measured)."""
+    notes: list[str] = []
+    try:
+        cands, _ = plan(bundle, backend, precision, threads, max_drop)
+    except EdgeCNNError as e:
+        return f"the runtime's automatic choice: none ({e})"
+    key = cache_key(bundle)
+    cached = read_cache(cache_path(bundle, key), key, notes)
+    wanted = {c.id for c in cands}
+    best = _pick(cached["results"], wanted) if cached and wanted <= {r["id"] for r in cached["results"]} else None
+    if best is None:
+        return ("the runtime's automatic choice: not measured here yet (`edgecnn tune BUNDLE` measures it; "
+                "`edgecnn run` does on first use)" + (f"; {notes[0]}" if notes else ""))
+    results = [r for r in cached["results"] if r["id"] in wanted]
+    return f"the runtime's automatic choice: {why_text(best, results, cached=str(cached.get('created', '?'))[:10])}"
+
+
+def _open_candidate(cand: Candidate, check_integrity: bool, opts: dict) -> Backend:
+    sel = cand.selection
+    if check_integrity and sel.engine is None and sha256_file(sel.artifact.path) != sel.artifact.info["sha256"]:
+        raise EdgeCNNError(f"{sel.artifact.path}: sha256 does not match the manifest (file corrupt or replaced)")
+    return open_backend(sel.artifact, sel.backend, cand.threads, **{**opts, **sel.options})
+
+
+def _close(entries: list[Entry]) -> None:
+    for e in entries:
+        if e.backend is not None:
+            e.backend.close()
+            e.backend = None
+
+
+def tune(bundle: str | Path | Bundle, *, backend: str = "auto", precision: str = "auto",
+         threads: int | Sequence[int] | None = None, budget_s: float = SWEEP_BUDGET_S,
+         max_drop: float = INT8_MAX_DROP_POINTS, write: bool = True,
+         log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The full sweep (`edgecnn tune`): every candidate, over-budget ones too (marked), cache written.
+
+    Returns a JSON-able report: {schema, bundle, device, versions, settings, results[], choice, why,
+    left_out[], notes[], cache}. Runs anywhere the runtime runs (e.g. on a remote device over SSH).
+    """
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    if budget_s <= 0:
+        raise EdgeCNNError(f"--budget-s must be positive, got {budget_s:g}")
+    thread_list = sweep_threads() if threads is None else threads
+    cands, left = plan(b, backend, precision, thread_list, max_drop, include_over_budget=True)
+    eligible = {c.id: within_budget(b, c.selection, max_drop) for c in cands}
+    # No candidate leaves the race early: the sweep's table gives every one the same rounds.
+    entries, seconds = measure(b, cands, budget_s=budget_s, target_samples=4 * TARGET_SAMPLES, drop_factor=None,
+                               progress=log_fn)
+    try:
+        results = [_result(e, eligible[e.cand.id][0], "" if eligible[e.cand.id][0] else eligible[e.cand.id][1])
+                   for e in entries]
+    finally:
+        _close(entries)
+    notes = [f"{r['label']}: {r['reason']}" for r in results if r["status"] == "failed"]
+    best = _pick(results, {c.id for c in cands if eligible[c.id][0]})
+    key = cache_key(b)
+    path = cache_path(b, key)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    wrote = False
+    if write and best is not None:
+        wrote = write_cache(path, {"schema": SCHEMA, "key": key, "created": created, "budget_s": budget_s,
+                                   "seconds": seconds, "results": results, "left_out": left}, notes)
+    return {
+        "schema": "edgecnn.tune-report/1", "created": created, "bundle": str(b.path), "name": b.name,
+        "device": key["device"], "versions": key["versions"],
+        "settings": {"backend": backend, "precision": precision, "threads": list(thread_list),
+                     "budget_s": budget_s, "max_drop_points": max_drop, "python": sys.version.split()[0]},
+        "seconds": seconds, "results": results, "left_out": left, "notes": notes,
+        "choice": best, "why": why_text(best, results, seconds=seconds) if best else "nothing could run",
+        "cache": str(path) if wrote else None,
+    }
+
+
+def format_table(report: dict) -> str:
+    """The tune report as an aligned text table, fastest first."""
+    rows = sorted(report["results"], key=lambda r: (r["p50_ms"] is None, r["p50_ms"] or 0))
+    header = ["backend", "precision", "threads", "artifact", "p50 ms", "p90 ms", "samples", "load ms", "status"]
+    body = []
+    for r in rows:
+        status = r["status"] if r["within_budget"] else "over budget"
+        if r is report.get("choice") or (report.get("choice") and r["id"] == report["choice"]["id"]):
+            status = "CHOSEN"
+        body.append([r["backend"], r["precision"], "-" if r["threads"] is None else str(r["threads"]), r["artifact"],
+                     _fmt(r["p50_ms"]) if r["p50_ms"] is not None else "-",
+                     _fmt(r["p90_ms"]) if r["p90_ms"] is not None else "-", str(r["samples"]),
+                     f"{r['load_ms']:.0f}" if r["load_ms"] is not None else "-",
+                     status + (f" ({r['reason']})" if r["reason"] and status != "CHOSEN" else "")])
+    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])

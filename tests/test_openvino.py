@@ -1,0 +1,101 @@
+"""The OpenVINO backend on real data: same accuracy as onnxruntime on the same ONNX files, per-op counters,
+bf16 only where the CPU has it, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgecnn.bundle import Bundle
+from edgecnn.errors import EdgeCNNError
+from edgecnn.runtime.backends import available_backends, open_backend, select
+
+
+def _logits(engine, x, batch=100):
+    return np.concatenate([engine.infer(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_openvino_accuracy_equals_onnxruntime(digits_bundle, precision):
+    """Both backends on the whole digits test split (1,000 real images), the bundle's own ONNX artifact.
+
+    fp32: the same predictions (logits within 1e-4). int8 (QDQ): each engine has its own int8 kernels, so
+    borderline images flip; measured: accuracy 0.1 points apart, top-1 agreement 99.9% (reference bundle)
+    and 98.9% (this fixture's model), hence the bars 0.5 points and 98%.
+    """
+    from edgecnn.data import load_dataset, preprocessed
+
+    assert available_backends()["openvino"]
+    b = Bundle.load(digits_bundle)
+    art = b.find("onnx", precision)[0]
+    x, y = preprocessed(load_dataset("digits"), "test", b.input)
+    ov = open_backend(art, "openvino", threads=1)
+    ort = open_backend(art, "onnxruntime", threads=1)
+    lo, lr = _logits(ov, x), _logits(ort, x)
+    acc_ov, acc_ort = float((lo.argmax(1) == y).mean()), float((lr.argmax(1) == y).mean())
+    agree = float((lo.argmax(1) == lr.argmax(1)).mean())
+    if precision == "fp32":
+        assert np.abs(lo - lr).max() < 1e-4
+        assert acc_ov == acc_ort == pytest.approx(art.info["verified"]["accuracy"])
+    else:
+        assert abs(acc_ov - acc_ort) <= 0.005 and agree >= 0.98
+        assert abs(acc_ov - art.info["verified"]["accuracy"]) <= 0.005
+    # batch 1 (the static-shape compilation) gives what the batched call gave
+    np.testing.assert_allclose(ov.infer(x[:1]), lo[:1], rtol=1e-5, atol=1e-5)
+    d = ov.describe()
+    assert d["backend"] == "openvino" and d["threads"] == 1 and d["threads_used"] == 1
+    assert d["inference_precision"] == "f32"  # what the export verified, also on bf16 CPUs
+
+
+def test_openvino_profile_and_per_op_counters(digits_bundle):
+    from edgecnn.profile.profiler import profile_bundle
+
+    report = profile_bundle(digits_bundle, backend="openvino", precision="all", threads=1, runs=20, warmup=5,
+                            per_op=True, progress=False, log=lambda m: None)
+    rows = {r["artifact"]: r for r in report["results"]}
+    assert set(rows) == {"model.onnx", "model.int8.onnx"}
+    for r in rows.values():
+        assert r["backend"] == "openvino" and r["latency_ms"]["p50"] > 0
+        op = r["per_op"]
+        assert op["available"] and "OpenVINO" in op["source"]
+        types = {t["op_type"] for t in op["by_type"]}
+        assert "Convolution" in types and op["total_ms_per_run"] > 0
+        assert abs(sum(t["percent"] for t in op["by_type"]) - 100) < 1e-6
+
+
+def test_bf16_only_where_the_cpu_has_it(digits_bundle):
+    from edgecnn.runtime.backends.openvino import bf16_supported, cpu_capabilities
+
+    b = Bundle.load(digits_bundle)
+    caps = cpu_capabilities()
+    assert "FP32" in caps
+    if bf16_supported():  # a CPU with AVX512_BF16/AMX: the fp32 file runs with bf16 kernels
+        sel = select(b, "openvino", "bf16")
+        engine = open_backend(sel.artifact, "openvino", 1, **sel.options)
+        assert sel.artifact.precision == "fp32" and engine.describe()["precision"] == "bf16"
+    else:  # this machine (AMD EPYC, AVX2): asking for bf16 is one clear line
+        with pytest.raises(EdgeCNNError, match="no bf16 model for backend 'openvino'.*BF16"):
+            select(b, "openvino", "bf16")
+
+
+def test_openvino_bad_model_is_one_line(digits_bundle, tmp_path):
+    broken = tmp_path / "b"
+    shutil.copytree(digits_bundle, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx model" * 10)
+    with pytest.raises(EdgeCNNError, match="OpenVINO cannot load this model") as e:
+        open_backend(Bundle.load(broken).find("onnx", "fp32")[0], "openvino", 1)
+    assert "\n" not in str(e.value)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    assert manifest["artifacts"]  # the bundle itself is untouched
+
+
+def test_info_lists_openvino_with_its_precisions(capsys):
+    from edgecnn.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "openvino" in ln)
+    assert available_backends()["openvino"] in line and "precisions: fp32, int8" in line

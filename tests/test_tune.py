@@ -1,0 +1,254 @@
+"""The measured auto choice: its mechanism, not which candidate wins on this (busy, shared) machine.
+
+Cache hit/miss and keying, explicit choices honoured, the accuracy budget, corrupt / foreign / unwritable
+cache files, the 'why' text naming the measured numbers, and `edgecnn tune`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from edgecnn.bundle import Bundle
+from edgecnn.errors import EdgeCNNError
+from edgecnn.runtime import Classifier
+from edgecnn.runtime import tune as tune_mod
+from edgecnn.threads import runtime_threads
+
+# Mechanism tests restrict the candidates (one backend, one thread count) to stay quick.
+FAST = {"backend": "litert", "threads": 1}
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "cache"
+    monkeypatch.setenv("EDGECNN_CACHE", str(path))
+    return path
+
+
+def _files(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_auto_measures_every_candidate_then_hits_the_cache(digits_bundle, cache):
+    before = _files(digits_bundle)
+    clf = Classifier(digits_bundle)  # the defaults: backend, precision and threads all measured
+    m = clf.selection.measurement
+    assert m["hit"] is False and m["cache"]
+    results = m["results"]
+    backends = {r["backend"] for r in results}
+    assert backends == {"onnxruntime", "litert", "openvino"}  # every installed backend that can run the bundle
+    assert {r["threads"] for r in results} == set(tune_mod.candidate_threads())
+    # the chosen one is the fastest measured candidate
+    chosen = min((r for r in results if r["p50_ms"] is not None), key=lambda r: r["p50_ms"])
+    d = clf.describe()
+    assert (d["backend"], d["precision"], d["threads"]) == (chosen["backend"], chosen["precision"], chosen["threads"])
+    # 'why' names what was measured, with the measured numbers
+    why = d["why"]
+    assert why.startswith("fastest measured: ") and f"{chosen['label']} {tune_mod._fmt(chosen['p50_ms'])} ms" in why
+    shown = re.findall(r"([a-z]+ (?:fp32|int8|bf16) \d+t) ([0-9.]+) ms", why)
+    assert len(shown) >= 3
+    by_label = {r["label"]: r for r in results}
+    for label, ms in shown:
+        assert tune_mod._fmt(by_label[label]["p50_ms"]) == ms
+    assert [float(ms) for _, ms in shown] == sorted(float(ms) for _, ms in shown)
+    # written only under the cache dir; the bundle untouched
+    assert _files(digits_bundle) == before
+    assert [p.split("/")[0] for p in _files(cache)] == ["tune"]
+    record = json.loads(next((cache / "tune").iterdir()).read_text())
+    assert record["schema"] == tune_mod.SCHEMA and record["key"]["bundle_sha256"]
+
+    again = Classifier(digits_bundle)
+    assert again.selection.measurement["hit"] is True
+    assert again.describe()["artifact"] == d["artifact"] and again.describe()["backend"] == d["backend"]
+    assert "(cached)" in again.describe()["why"]
+    # the prediction works with whatever won
+    assert again.predict(digits_bundle / "samples" / "3_0.png").label == "3"
+
+
+def test_explicit_choices_are_honoured_without_measuring(digits_bundle, cache):
+    clf = Classifier(digits_bundle, backend="onnxruntime", precision="int8", threads=1)
+    d = clf.describe()
+    assert (d["backend"], d["precision"], d["threads"]) == ("onnxruntime", "int8", 1)
+    assert clf.selection.measurement is None and d["why"] == "asked for"
+    assert _files(cache) == []  # nothing measured, nothing cached
+    # backend + precision without threads: the documented default, all usable cores, still no measurement
+    clf = Classifier(digits_bundle, backend="litert", precision="fp32")
+    assert clf.describe()["threads"] == runtime_threads() and clf.selection.measurement is None
+    # one free dimension: only that is measured (here the precision, on the named backend and threads)
+    clf = Classifier(digits_bundle, **FAST)
+    ids = {r["id"] for r in clf.selection.measurement["results"]}
+    assert ids == {"litert:model.tflite:fp32:t1", "litert:model.int8.tflite:int8:t1"}
+    # tune=False: the rule, no measurement
+    clf = Classifier(digits_bundle, tune=False)
+    assert clf.selection.measurement is None and "first" in clf.describe()["why"]
+
+
+def test_cache_keying(digits_bundle, cache, monkeypatch, tmp_path):
+    first = Classifier(digits_bundle, **FAST).selection.measurement
+    assert first["hit"] is False
+    assert Classifier(digits_bundle, **FAST).selection.measurement["hit"] is True
+    # a request needing a candidate the cache has not measured: measured, merged into the same file
+    wider = Classifier(digits_bundle, backend="onnxruntime", threads=1).selection.measurement
+    assert wider["hit"] is False and wider["cache"] == first["cache"]
+    ids = {r["id"] for r in json.loads(open(first["cache"]).read())["results"]}
+    assert {"litert:model.tflite:fp32:t1", "onnxruntime:model.onnx:fp32:t1"} <= ids
+    # a copy of the bundle (same manifest sha256) shares the measurement
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_bundle, copy)
+    assert Classifier(copy, **FAST).selection.measurement["hit"] is True
+    # another library version: another key, measured again
+    real = tune_mod.versions_record
+    monkeypatch.setattr(tune_mod, "versions_record", lambda: {**real(), "edgecnn": "0.0.0-other"})
+    other = Classifier(digits_bundle, **FAST).selection.measurement
+    assert other["hit"] is False and other["cache"] != first["cache"]
+    # fresh: measures even with a cache entry
+    assert Classifier(digits_bundle, tune="fresh", **FAST).selection.measurement["hit"] is False
+
+
+def test_corrupt_and_foreign_cache_files_are_ignored_with_a_note(digits_bundle, cache, caplog):
+    b = Bundle.load(digits_bundle)
+    path = tune_mod.cache_path(b, tune_mod.cache_key(b))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00{not json")
+    with caplog.at_level("WARNING", logger="edgecnn.runtime.tune"):
+        clf = Classifier(b, **FAST)
+    assert clf.selection.measurement["hit"] is False
+    assert any("unreadable" in n and "measuring again" in n for n in clf.selection.measurement["notes"])
+    assert "unreadable" in caplog.text
+    assert json.loads(path.read_text())["schema"] == tune_mod.SCHEMA  # replaced by a valid measurement
+    # same file name, but made by another schema version / for another key
+    for bad in ({"schema": "edgecnn.tune/0", "results": []},
+                {**json.loads(path.read_text()), "key": {"schema": tune_mod.SCHEMA, "device": "elsewhere"}},
+                {**json.loads(path.read_text()), "results": "nope"}, [1, 2, 3]):
+        path.write_text(json.dumps(bad))
+        m = Classifier(b, **FAST).selection.measurement
+        assert m["hit"] is False and any("ignoring the tune cache" in n for n in m["notes"])
+
+
+def test_unwritable_cache_dir_means_measuring_again(digits_bundle, tmp_path, monkeypatch):
+    # A cache path under a regular file cannot be created, for root too (chmod does not stop root).
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("EDGECNN_CACHE", str(blocker / "cache"))
+    for _ in range(2):
+        m = Classifier(digits_bundle, **FAST).selection.measurement
+        assert m["hit"] is False and m["cache"] is None
+        assert any("cannot write the tune cache" in n for n in m["notes"])
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    try:
+        monkeypatch.setenv("EDGECNN_CACHE", str(ro))
+        clf = Classifier(digits_bundle, **FAST)  # read-only dir: works either way (root can still write)
+        assert clf.predict(digits_bundle / "samples" / "7_0.png").label == "7"
+        if not os.access(ro, os.W_OK):
+            assert clf.selection.measurement["cache"] is None
+    finally:
+        os.chmod(ro, 0o755)
+
+
+def test_xdg_cache_home_is_respected(digits_bundle, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGECNN_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tune_mod.cache_dir() == tmp_path / "xdg" / "edgecnn"
+    m = Classifier(digits_bundle, **FAST).selection.measurement
+    assert m["cache"].startswith(str(tmp_path / "xdg" / "edgecnn" / "tune"))
+
+
+def test_accuracy_budget_filters_candidates(digits_bundle, tmp_path, cache):
+    bundle = tmp_path / "b"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["file"] == "model.int8.tflite":
+            a["verified"]["drop_points"] = 2.5  # as if int8 had lost 2.5 points at export
+        if a["file"] == "model.int8.onnx":
+            a["verified"] = None  # not verified at all
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    b = Bundle.load(bundle)
+    cands, left = tune_mod.plan(b, threads=1)
+    assert {c.selection.precision for c in cands} == {"fp32"}
+    reasons = {x["artifact"]: x["reason"] for x in left if "artifact" in x}
+    assert "2.50 points" in reasons["model.int8.tflite"] and "not verified" in reasons["model.int8.onnx"]
+    assert Classifier(b, backend="litert", threads=1).describe()["precision"] == "fp32"
+    # a wider budget lets it back in; asking for int8 explicitly is always honoured
+    assert {c.selection.artifact.info["file"] for c in tune_mod.plan(b, "litert", threads=1, max_drop=3.0)[0]} == {
+        "model.tflite", "model.int8.tflite"}
+    assert Classifier(b, backend="litert", precision="int8", threads=1).describe()["precision"] == "int8"
+
+
+def test_bad_names_and_values_are_one_line(digits_bundle, cache):
+    with pytest.raises(EdgeCNNError, match="unknown backend 'tpu'"):
+        Classifier(digits_bundle, backend="tpu")
+    with pytest.raises(EdgeCNNError, match="unknown precision 'int4'"):
+        Classifier(digits_bundle, precision="int4")
+    with pytest.raises(EdgeCNNError, match="threads must be at least 1"):
+        Classifier(digits_bundle, backend="litert", threads=0)
+
+
+def test_tune_command_sweeps_prints_caches_and_reports(digits_bundle, cache, tmp_path, capsys):
+    from edgecnn.cli import main
+
+    report_path = tmp_path / "tune.json"
+    assert main(["tune", str(digits_bundle), "--threads", "1", "--budget-s", "0.5", "--report", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    assert "CHOSEN" in out and "choice: fastest measured: " in out and "cached: " in out
+    report = json.loads(report_path.read_text())
+    json.dumps(report)  # JSON-able: what a remote run would send back
+    ids = {r["id"] for r in report["results"]}
+    assert {f"{b}:{f}:{p}:t1" for b, f, p in [
+        ("onnxruntime", "model.onnx", "fp32"), ("onnxruntime", "model.int8.onnx", "int8"),
+        ("litert", "model.tflite", "fp32"), ("litert", "model.int8.tflite", "int8"),
+        ("openvino", "model.onnx", "fp32"), ("openvino", "model.int8.onnx", "int8")]} <= ids
+    assert all(r["status"] == "measured" and r["samples"] > 0 for r in report["results"])  # nobody dropped
+    assert report["choice"]["p50_ms"] == min(r["p50_ms"] for r in report["results"] if r["within_budget"])
+    # the runtime uses the sweep's result without measuring
+    clf = Classifier(digits_bundle, threads=1)
+    assert clf.selection.measurement["hit"] is True
+    assert clf.describe()["backend"] == report["choice"]["backend"]
+    # and `edgecnn profile` / `classify` say which choice is used and why
+    assert main(["classify", str(digits_bundle), str(digits_bundle / "samples" / "0_0.png"), "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "fastest measured here on" in err and "(cached)" in err
+    assert main(["tune", str(digits_bundle), "--backend", "nope"]) == 2
+    assert "edgecnn: error: unknown backend 'nope'" in capsys.readouterr().err
+    assert main(["tune", str(digits_bundle), "--budget-s", "0"]) == 2
+    assert "--budget-s must be positive" in capsys.readouterr().err
+
+
+def test_a_corrupt_artifact_is_left_out_of_the_auto_choice(digits_bundle, tmp_path, cache):
+    bundle = tmp_path / "b"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["file"] == "model.int8.tflite":
+            a["verified"]["drop_points"] = 0.0  # inside the budget whatever this fixture's training gave
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    model = bundle / "model.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    clf = Classifier(bundle, backend="litert", threads=1)  # auto precision: the damaged fp32 file is left out
+    assert clf.describe()["artifact"] == "model.int8.tflite"
+    assert any("model.tflite: sha256 does not match" in n for n in clf.selection.measurement["notes"])
+    with pytest.raises(EdgeCNNError, match="sha256 does not match"):  # asked for explicitly: one clear line
+        Classifier(bundle, backend="litert", precision="fp32", threads=1)
+
+
+def test_int8_only_bundle_is_still_run(tmp_path):
+    """A bundle with nothing but unverified int8 files: measured anyway (as the rule does), and said so."""
+    from conftest import REFERENCE_BUNDLE
+
+    bundle = tmp_path / "int8only"
+    shutil.copytree(REFERENCE_BUNDLE, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifacts"] = [dict(a, verified=None) for a in manifest["artifacts"] if a["precision"] == "int8"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    cands, left = tune_mod.plan(Bundle.load(bundle), threads=1)
+    assert {c.selection.precision for c in cands} == {"int8"} and len(cands) >= 2
+    assert any("only int8 artifacts" in x["reason"] for x in left)
