@@ -210,6 +210,7 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
             for job in pipeline:
                 if stats.frames == 0 and opts.banner:
                     print(opts.banner, file=stderr, flush=True)
+                stats.dropped = source.dropped  # stale frames a live source skipped, for snapshot()
                 if not render(job):
                     break
         except KeyboardInterrupt:

@@ -224,6 +224,13 @@ def _video_reader(path: str) -> _CaptureReader:
     return reader
 
 
+def is_live_uri(uri: str) -> bool:
+    """Whether a source URI names a camera or a network stream (not a file or folder)."""
+    s = uri.strip()
+    return (s.isdigit() or s.startswith(("v4l2://", "csi://", "picamera2://", "picam://"))
+            or bool(re.fullmatch(r"/dev/video\d+", s)) or s.lower().startswith(STREAM_SCHEMES))
+
+
 def _open_reader(uri: str, width: int | None, height: int | None, fps: int,
                  stall_timeout: float | None = None) -> tuple[Any, bool]:
     """(reader, live) for a source URI; a network stream that sends nothing for `stall_timeout`
@@ -300,11 +307,10 @@ class Source:
         self.uri = str(uri)
         if reconnect_timeout <= 0:
             raise EdgeCNNError(f"--reconnect-timeout must be positive, got {reconnect_timeout:g}")
+        if loop and is_live_uri(self.uri):
+            raise EdgeCNNError(f"--loop plays files and folders again at their end; {self.uri} is a live source")
         self.stall_timeout = min(reconnect_timeout, STALL_TIMEOUT_S)
         self.reader, self.live = _open_reader(self.uri, width, height, fps, self.stall_timeout)
-        if loop and self.live:
-            self.reader.release()
-            raise EdgeCNNError(f"--loop plays files and folders again at their end; {self.reader.describe} is live")
         self.fps = float(self.reader.fps or (fps if self.live else FOLDER_FPS))
         self.frame_count = int(getattr(self.reader, "frame_count", 0)) if not self.live else 0
         self.reconnect_timeout = reconnect_timeout
@@ -337,19 +343,29 @@ class Source:
     def _capture_loop(self) -> None:
         pace = None if self.live else 1.0 / self.fps
         start = time.perf_counter()
+        stalled_since: float | None = None  # a read that hit the stall timeout, even if it then gave a frame
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
                 image, name = self.reader.read() if self.live else self._read_file()
                 t1 = time.perf_counter()
+                stalled = self.live and t1 - t0 >= 0.9 * self.stall_timeout
                 if image is None:
                     if not self.live:
                         break
-                    back = self._reconnect()
-                    self.retry_s += time.perf_counter() - t0  # the outage: the failed read and the retries
+                    since = stalled_since or t0
+                    back = self._reconnect(since)
+                    self.retry_s += time.perf_counter() - since  # the outage: the stall, the failed read, retries
+                    stalled_since = None
                     if not back:
                         break
                     continue
+                if stalled:  # FFmpeg's read timeout may hand over what it had before failing the next read
+                    stalled_since = t0
+                    log.warning("%s: no data for %.1f s", self.describe, t1 - t0)
+                elif stalled_since is not None:  # it came back by itself
+                    self.retry_s += t0 - stalled_since
+                    stalled_since = None
                 frame = Frame(image, self._index, name, t1, 1e3 * (t1 - t0))
                 self._index += 1
                 if pace is not None:  # a file played like a camera: wait for this frame's time
@@ -368,15 +384,17 @@ class Source:
                 self._ended = True
                 self._cond.notify_all()
 
-    def _reconnect(self) -> bool:
-        """Reopen a lost live source with exponential backoff, up to reconnect_timeout seconds."""
+    def _reconnect(self, since: float) -> bool:
+        """Reopen a lost live source with exponential backoff, up to reconnect_timeout seconds.
+        `since`: perf_counter when the read that failed began (the start of the outage)."""
         deadline = time.monotonic() + self.reconnect_timeout
         delay = 0.5
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            log.warning("%s: no frame; reopening in %.1f s", self.describe, min(delay, remaining))
+            log.warning("%s: no frame for %.1f s; reopening in %.1f s", self.describe, time.perf_counter() - since,
+                        min(delay, remaining))
             if self._stop.wait(min(delay, remaining)):
                 return False
             if self.reader.reopen():
@@ -384,7 +402,8 @@ class Source:
                 if image is not None:
                     self.reader.pending = image  # the first frame after the outage is delivered, not lost
                     self.reconnects += 1
-                    log.warning("%s: reconnected", self.describe)
+                    log.warning("%s: reconnected after %.1f s without frames", self.describe,
+                                time.perf_counter() - since)
                     return True
             delay = min(delay * 2, 8.0)
         self.error = f"{self.describe}: lost, and not back after {self.reconnect_timeout:g} s of retries"
@@ -409,7 +428,8 @@ class Source:
         if self.reader.counted and announced and got < announced - max(2, announced // 100) and not self.truncation:
             self.truncation = (f"{self.describe}: ended after {got} of the {announced} frames it announces "
                                "(a truncated or damaged file)")
-            log.warning("%s", self.truncation)
+            if self.loop:  # the run goes on: say it now (otherwise the run ends with it as its error)
+                log.warning("%s", self.truncation)
 
     def read(self) -> Frame | None:
         """The next frame (live: the newest one not yet delivered); None at the end of the stream."""
