@@ -7,6 +7,7 @@ Area modules only define arguments at import time; their handlers import heavy l
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -14,6 +15,8 @@ from typing import Sequence
 
 from . import __version__
 from .errors import EdgeCNNError
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
 
 # Order = the pipeline, which is also the order of `edgecnn --help`.
 COMMAND_MODULES = (
@@ -63,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a bug, not user error: still one line unless asked for more
         if os.environ.get("EDGECNN_DEBUG"):
             raise
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            # A full disk, a quota, a read-only filesystem: the user's to fix; say where.
+            where = f": {e.filename}" if e.filename else ""
+            print(f"edgecnn: error: {e.strerror or os.strerror(e.errno)}{where}", file=sys.stderr)
+            return 2
         print(
             f"edgecnn: internal error: {type(e).__name__}: {e} (set EDGECNN_DEBUG=1 for a traceback)",
             file=sys.stderr,

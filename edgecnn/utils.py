@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .stale import clean_stale_staging, clean_stale_temp_files, track, untrack
+
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
@@ -47,7 +49,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a file so that readers see either the old or the new content, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale_temp_files(path)
+    # The pid in the name tells a later run whether this temp file's writer is still alive (edgecnn.stale).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -55,6 +59,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fchmod(f.fileno(), umask_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if e.filename is None:  # a failed write() names no file: name the one we were writing
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -78,7 +88,9 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging."))
+    clean_stale_staging(final)
+    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging.{os.getpid()}."))
+    track(stage)
     try:
         yield stage
         os.chmod(stage, umask_mode(directory=True))
@@ -89,6 +101,15 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(stage, final)
+    except OSError as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        # Name the path the user asked for (a write() on a full disk names none; staging names are hidden).
+        where = Path(e.filename) if isinstance(e.filename, (str, os.PathLike)) else stage
+        with contextlib.suppress(ValueError):
+            where = final / where.relative_to(stage)
+        raise OSError(e.errno, e.strerror, str(where)) from e
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        untrack(stage)

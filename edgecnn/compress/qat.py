@@ -180,7 +180,9 @@ def export_qat_tflite(ckpt: dict, sample: np.ndarray, path: str | os.PathLike) -
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         edge = litert_torch.convert(wrapped, (x,), quant_config=static)
-    edge.export(str(path))
+    from ..utils import atomic_write_bytes
+
+    atomic_write_bytes(path, edge.model_content())  # Python's writer: a full disk is an OSError naming the path
 
 
 # --------------------------------------------------------------------------------------------

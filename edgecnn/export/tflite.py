@@ -10,26 +10,71 @@ input and output tensors, whose scale/zero-point are read back from the file for
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import EdgeCNNError
+from ..stale import remove_tracked
+from ..utils import atomic_write_bytes
 
 _DTYPES = {np.float32: "float32", np.float16: "float16", np.int8: "int8", np.uint8: "uint8"}
 
 
+# While output is held back: (saved stderr fd, held file, what is being converted). Native code that
+# ends the process with exit() (LLVM: "IO failure on output stream: No space left on device") skips
+# Python's cleanup; a C-level atexit handler then shows what was held back and says what failed.
+_HELD: list[tuple[int, Any, str]] = []
+_EXIT_HOOK: Any = None
+
+
+def _on_native_exit(_arg: Any = None) -> None:
+    if not _HELD:
+        return
+    saved_fd, held, what = _HELD[-1]
+    try:
+        os.dup2(saved_fd, 2)
+        held.seek(0)
+        text = held.read().decode(errors="replace").rstrip()
+        os.write(2, (text + "\n" if text else "").encode())
+        last = text.splitlines()[-1].strip() if text else "no message"
+        os.write(2, f"edgecnn: error: the TFLite converter ended the process while converting {what}: {last}\n"
+                 .encode())
+    finally:
+        remove_tracked()  # staging directories of this export: no half bundle left behind
+        os._exit(2)
+
+
+def _install_exit_hook() -> None:
+    global _EXIT_HOOK
+    if _EXIT_HOOK is not None:
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        # glibc exports no `atexit` symbol (it is a static wrapper): register with __cxa_atexit, which
+        # exit() runs too; the handler gets one void* argument.
+        hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_on_native_exit)
+        if libc.__cxa_atexit(hook, None, None) == 0:
+            _EXIT_HOOK = hook  # keep the callback alive for the life of the process
+    except (OSError, AttributeError):  # not glibc/musl: nothing to hook, a native exit stays silent
+        pass
+
+
 @contextlib.contextmanager
-def _quiet():
+def _quiet(what: str = "the model"):
     """Keep the CLI readable: litert-torch prints a progress tree and root-logger warnings per
     conversion, and its native libraries write INFO/WARNING lines (oneDNN notice, op counts) straight
-    to file descriptor 2, past Python. All of it is held back and shown only if the conversion fails."""
+    to file descriptor 2, past Python. All of it is held back and shown only if the conversion fails
+    (an exception, or native code calling exit())."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    _install_exit_hook()
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -37,12 +82,14 @@ def _quiet():
     saved_fd = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
+        _HELD.append((saved_fd, held, what))
         failed = True
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield
             failed = False
         finally:
+            _HELD.pop()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
             root.setLevel(level)
@@ -66,7 +113,7 @@ def export_tflite(model, sample: np.ndarray, path: str | Path, precision: str = 
         import litert_torch
     wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
     args = (_nhwc(sample[:1]),)
-    with _quiet(), torch.no_grad():
+    with _quiet(str(path)), torch.no_grad():
         if precision == "fp32":
             edge = litert_torch.convert(wrapped, args)
         elif precision == "fp16":
@@ -77,7 +124,9 @@ def export_tflite(model, sample: np.ndarray, path: str | Path, precision: str = 
             edge = _convert_int8(wrapped, args, calib)
         else:
             raise EdgeCNNError(f"unknown TFLite precision '{precision}'")
-        edge.export(str(path))
+        data = edge.model_content()
+    # Written by Python, not by the converter's native writer: a full disk is an OSError naming the path.
+    atomic_write_bytes(path, data)
 
 
 def _convert_int8(wrapped, args: tuple, calib: np.ndarray | None):

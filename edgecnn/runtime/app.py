@@ -1,34 +1,29 @@
 """`edgecnn run`: real-time classification of a camera, stream, video or image folder.
 
 One frame's path:  capture -> (ROI / centre crop) -> preprocess -> inference -> postprocess
-(softmax, optional EMA smoothing, top-k) -> render (overlay + sinks). Each stage is timed with
-time.perf_counter; the run ends with a summary (frames, FPS, p50/p90/p99 per stage).
-
-Files and folders are read and preprocessed one frame ahead in a thread (nothing dropped), so
-decoding overlaps inference; live sources are read in the loop, newest frame first. "capture" is
-the time the loop waited for its next frame (near 0 when frames are ready ahead of inference).
+(softmax, optional EMA smoothing, top-k) -> render (overlay + sinks). The stages run overlapped in
+threads (`pipeline.py`); rendering and the sinks run here, in the caller's thread, in frame order.
+Each stage times its own work with time.perf_counter ("capture" = reading/decoding the frame); the
+statistics are bounded (`profile.stats.RunStats`: fixed-size histograms, however long the run), and
+the run ends with a summary (frames, FPS, p50/p90/p99/mean per stage, end-to-end latency).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any
-
-import numpy as np
+from typing import IO
 
 from ..errors import EdgeCNNError
-from ..preprocess import softmax
-from ..profile.stats import latency_stats
+from ..profile.stats import LatencyHistogram, RunStats
 from ..utils import atomic_write_json
 from .classifier import Classifier
 from .overlay import STAGES, draw_overlay
+from .pipeline import Job, Pipeline, Stages
 from .sinks import JsonLinesSink, Sink, VideoSink, WindowSink, display_available
-from .sources import Frame, Source, open_source
+from .sources import Source, open_source
 
 log = logging.getLogger("edgecnn.runtime")
 
@@ -47,12 +42,14 @@ class RunOptions:
     max_frames: int | None = None
     report: str | None = None
     reconnect_timeout: float = 30.0
+    loop: bool = False  # play a file or folder again from the start at its end
     width: int | None = None
     height: int | None = None
     banner: str | None = None  # printed to stderr once the first frame is in (after any bad-input error)
     max_viewers: int = 4  # --serve: concurrent /stream (and /api/events) clients
     serve_token: str | None = None  # --serve: required as ?token= or a header when set
     device: str | None = None  # the device profile applied (shown by the dashboard)
+    pipelined: bool = True  # False: the stages one after the other in one thread (a benchmark's baseline)
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
@@ -82,70 +79,16 @@ def crop_box(shape: tuple[int, ...], roi: tuple[int, int, int, int] | None,
     return x, y, w, h
 
 
-class _Prefetcher:
-    """Reads and preprocesses frames of a file source one step ahead, in order, in a thread."""
-
-    _END = object()
-
-    def __init__(self, source: Source, prepare, depth: int = 4):
-        self.source, self.prepare = source, prepare
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="edgecnn-prefetch", daemon=True)
-        self.thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _loop(self) -> None:
-        try:
-            while not self.stop.is_set():
-                frame = self.source.read()
-                if frame is None:
-                    break
-                if not self._put((frame, *self.prepare(frame))):
-                    return
-        except BaseException as e:  # handed to the main thread, which raises it
-            self._put(e)
-            return
-        self._put(self._END)
-
-    def get(self) -> tuple | None:
-        item = self.q.get()
-        if item is self._END:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50/p90/p99/mean of one stage's milliseconds (NaN for a stage that never ran)."""
-    keys = ("p50", "p90", "p99", "mean")
-    if not values:
-        return dict.fromkeys(keys, float("nan"))
-    stats = latency_stats(values)
-    return {k: float(stats[k]) for k in keys}
-
-
 def format_summary(summary: dict) -> str:
     lines = [
         f"{summary['frames']} frames in {summary['seconds']:.2f} s = {summary['fps']:.1f} FPS  "
         f"[{summary['backend']} {summary['precision']} {summary['artifact']}, threads {summary['threads'] or 'default'}]"
         + ("  (interrupted)" if summary.get("interrupted") else "")
     ]
-    if summary.get("dropped") or summary.get("reconnects"):
-        lines.append(f"dropped {summary['dropped']} stale frames, reconnected {summary['reconnects']} times")
+    if summary.get("dropped") or summary.get("reconnects") or summary.get("retry_seconds"):
+        lines.append(f"dropped {summary['dropped']} stale frames, reconnected {summary['reconnects']} times; "
+                     f"{summary['retry_seconds']:.2f} s without a source left out of the FPS "
+                     f"({summary['fps_wall']:.1f} FPS over the whole {summary['seconds']:.2f} s)")
     lines.append(f"{'stage (ms)':<12}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}")
     for stage in (*STAGES, "total"):
         s = summary["stages"][stage]
@@ -166,22 +109,12 @@ def check_options(opts: RunOptions) -> None:
 
 def open_run_source(opts: RunOptions) -> Source:
     return open_source(opts.source, realtime=opts.realtime, width=opts.width, height=opts.height,
-                       reconnect_timeout=opts.reconnect_timeout)
+                       reconnect_timeout=opts.reconnect_timeout, loop=opts.loop)
 
 
-def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout: IO[str] | None = None,
-        stderr: IO[str] | None = None) -> dict:
-    """Classify frames from `opts.source` (or the already opened `source`) until it ends, `max_frames`,
-    'q' in the window, or Ctrl-C. Returns the summary (also printed to stderr, and written to
-    `opts.report` as JSON). The source is closed at the end.
-    """
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    check_options(opts)
-    source = source or open_run_source(opts)
+def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str], stderr: IO[str]) -> list[Sink]:
+    """The sinks the options ask for (a window, JSON lines, a video file, an MJPEG server)."""
     sinks: list[Sink] = []
-    ok = False
-    prefetch: _Prefetcher | None = None
     try:
         if opts.headless:
             sinks.append(JsonLinesSink(stdout))
@@ -203,114 +136,141 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
             sinks.append(dash)
             print(f"edgecnn: dashboard on {dash.address}{'?token=TOKEN' if opts.serve_token else ''} "
                   f"(MJPEG {dash.address}stream, JSON {dash.address}api/stats)", file=stderr, flush=True)
-        box_cache: dict[tuple, tuple | None] = {}
+    except BaseException:
+        close_sinks(sinks, ok=False)
+        raise
+    return sinks
 
-        def prepare(frame: Frame) -> tuple[np.ndarray, float, tuple | None]:
-            t0 = time.perf_counter()
-            key = frame.image.shape[:2]
-            if key not in box_cache:
-                box_cache[key] = crop_box(frame.image.shape, opts.roi, opts.center_crop)
-            box = box_cache[key]
-            image = frame.image if box is None else frame.image[box[1] : box[1] + box[3], box[0] : box[0] + box[2]]
-            x = clf.preprocess(image)
-            return x, 1e3 * (time.perf_counter() - t0), box
 
-        if not source.threaded:
-            prefetch = _Prefetcher(source, prepare)
-        times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
-        smoothed: np.ndarray | None = None
-        fps_ema: float | None = None
-        last_ms: dict[str, float] = {}
+def close_sinks(sinks: list[Sink], ok: bool) -> EdgeCNNError | None:
+    """Close every sink; the first EdgeCNNError one raised (a video that could not be completed) is returned."""
+    failed: EdgeCNNError | None = None
+    for sink in sinks:
+        try:
+            sink.close(ok and failed is None)
+        except EdgeCNNError as e:
+            failed = failed or e
+    return failed
+
+
+class Renderer:
+    """The last stage, in the caller's thread: the per-frame record, overlay, sinks, statistics."""
+
+    def __init__(self, sinks: list[Sink], stats: RunStats, start: float):
+        self.sinks, self.stats, self.start = sinks, stats, start
+        self.fps_ema: float | None = None
+        self.prev_end = start
+        self.last_render_ms: dict[str, float] = {}
+        self.latency = LatencyHistogram()  # capture -> rendered, queueing included
+
+    def __call__(self, job: Job) -> bool:
+        """Render one finished frame; False when a sink asked to stop."""
+        t3 = time.perf_counter()
+        interval = t3 - self.prev_end
+        self.prev_end = t3
+        if interval > 0:
+            self.fps_ema = 1 / interval if self.fps_ema is None else 0.9 * self.fps_ema + 0.1 / interval
+        frame = job.frame
+        record = {"frame": frame.index, "t": round(t3 - self.start, 4),
+                  "top": [{"label": lab, "prob": round(p, 5)} for lab, p in job.top],
+                  "ms": {k: round(v, 3) for k, v in job.ms.items()},
+                  "fps": round(self.fps_ema or 0.0, 2)}
+        if frame.name is not None:
+            record["name"] = frame.name
+        image = None
+        if any(s.wants_image for s in self.sinks):  # per frame: the dashboard wants one only while watched
+            image = draw_overlay(frame.image, job.top, self.fps_ema, {**job.ms, **self.last_render_ms}, job.box)
+        keep = True
+        for sink in self.sinks:
+            keep = sink.write(image, record) and keep
+        t4 = time.perf_counter()
+        job.ms["render"] = 1e3 * (t4 - t3)
+        self.last_render_ms = {"render": job.ms["render"]}
+        job.ms["total"] = sum(job.ms.values())  # one frame's work through every stage
+        self.stats.add_frame(job.ms, t4)
+        self.latency.add(1e3 * (t4 - job.captured))
+        return keep
+
+
+def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None, stats: RunStats | None = None) -> dict:
+    """Classify frames from `opts.source` (or the already opened `source`) until it ends, `max_frames`,
+    'q' in the window, or Ctrl-C. Returns the summary (also printed to stderr, and written to
+    `opts.report` as JSON). The source is closed at the end. `stats` (a RunStats over STAGES +
+    "total") may be passed in so that another thread can read `stats.snapshot()` during the run.
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    check_options(opts)
+    source = source or open_run_source(opts)
+    stats = stats or RunStats((*STAGES, "total"))
+    sinks: list[Sink] = []
+    pipeline: Pipeline | None = None
+    ok = False
+    try:
+        sinks = open_sinks(clf, opts, source, stdout, stderr)
+        stages = Stages(clf, lambda shape: crop_box(shape, opts.roi, opts.center_crop), opts.smooth)
+        pipeline = Pipeline(source, stages, opts.max_frames, sequential=not opts.pipelined)
         interrupted = False
         lost: EdgeCNNError | None = None
-        n = 0
-        start = time.perf_counter()
-        prev_end = start
+        start = stats.start = time.perf_counter()
+        render = Renderer(sinks, stats, start)
         try:
-            while opts.max_frames is None or n < opts.max_frames:
-                t0 = time.perf_counter()
-                if prefetch is not None:
-                    item = prefetch.get()
-                    if item is None:
-                        break
-                    frame, x, pre_ms, box = item
-                    t1 = time.perf_counter()
-                    capture_ms = 1e3 * (t1 - t0)
-                else:
-                    frame = source.read()
-                    if frame is None:
-                        break
-                    capture_ms = 1e3 * (time.perf_counter() - t0)
-                    x, pre_ms, box = prepare(frame)
-                    t1 = time.perf_counter()
-                if n == 0 and opts.banner:
+            for job in pipeline:
+                if stats.frames == 0 and opts.banner:
                     print(opts.banner, file=stderr, flush=True)
-                logits = clf.infer_preprocessed(x[None])
-                t2 = time.perf_counter()
-                probs = softmax(logits)[0]
-                if opts.smooth is not None:
-                    smoothed = probs if smoothed is None else opts.smooth * probs + (1 - opts.smooth) * smoothed
-                    probs = smoothed
-                top = clf.top_of(probs)
-                t3 = time.perf_counter()
-                interval = t3 - prev_end
-                prev_end = t3
-                if interval > 0:
-                    fps_ema = 1 / interval if fps_ema is None else 0.9 * fps_ema + 0.1 / interval
-                stage_ms = {"capture": capture_ms, "preprocess": pre_ms, "inference": 1e3 * (t2 - t1),
-                            "postprocess": 1e3 * (t3 - t2)}
-                record = {"frame": frame.index, "t": round(t3 - start, 4),
-                          "top": [{"label": lab, "prob": round(p, 5)} for lab, p in top],
-                          "ms": {k: round(v, 3) for k, v in stage_ms.items()},
-                          "fps": round(fps_ema or 0.0, 2)}
-                if frame.name is not None:
-                    record["name"] = frame.name
-                draw = any(s.wants_image for s in sinks)  # per frame: the dashboard wants one only while watched
-                image = draw_overlay(frame.image, top, fps_ema, {**stage_ms, **last_ms}, box) if draw else None
-                keep = True
-                for sink in sinks:
-                    keep = sink.write(image, record) and keep
-                t4 = time.perf_counter()
-                stage_ms["render"] = 1e3 * (t4 - t3)
-                last_ms = {"render": stage_ms["render"]}
-                for k, v in stage_ms.items():
-                    times[k].append(v)
-                times["total"].append(sum(stage_ms.values()))  # one frame's latency through every stage
-                n += 1
-                if not keep:
+                stats.dropped = source.dropped  # stale frames a live source skipped, for snapshot()
+                if not render(job):
                     break
         except KeyboardInterrupt:
             interrupted = True
         except EdgeCNNError as e:
-            if n == 0:
+            if stats.frames == 0:
                 raise
             lost = e  # mid-stream (a live source that did not come back): summary first, then the error
         elapsed = time.perf_counter() - start
-        desc = clf.backend.describe()
-        summary = {
-            "frames": n,
-            "seconds": elapsed,
-            "fps": n / elapsed if elapsed > 0 else 0.0,
-            "source": opts.source,
-            "backend": desc["backend"],
-            "precision": desc["precision"],
-            "artifact": desc["artifact"],
-            "threads": desc["threads"],
-            "dropped": source.dropped,
-            "reconnects": source.reconnects,
-            "interrupted": interrupted,
-            "stages": {k: percentiles(v) for k, v in times.items()},
-        }
+        summary = make_summary(clf, opts, source, stats, elapsed, interrupted)
+        summary["frames_in"] = pipeline.frames_in
+        if source.truncation and lost is None and not interrupted:
+            lost = EdgeCNNError(source.truncation)  # the summary is printed, then this line, exit 2
+        summary["latency"] = {k: v for k, v in render.latency.stats().items() if k in ("p50", "p90", "p99", "mean")}
         ok = True
     finally:
-        if prefetch is not None:
-            prefetch.close()
+        if pipeline is not None:
+            pipeline.close()
         source.close()
-        for sink in sinks:
-            sink.close(ok)
+        failed = close_sinks(sinks, ok)
     print(format_summary(summary), file=stderr, flush=True)
     if opts.report:
         atomic_write_json(opts.report, summary)
+    if failed is not None:
+        raise failed
     if lost is not None:
         raise lost
     return summary
+
+
+def make_summary(clf: Classifier, opts: RunOptions, source: Source, stats: RunStats, elapsed: float,
+                 interrupted: bool) -> dict:
+    desc = clf.backend.describe()
+    n = stats.frames
+    stage_stats = stats.stage_stats()
+    working = elapsed - source.retry_s  # time with a source to read: reconnect outages left out
+    return {
+        "frames": n,
+        "seconds": elapsed,
+        "retry_seconds": source.retry_s,
+        "fps": n / working if working > 0 else 0.0,
+        "fps_wall": n / elapsed if elapsed > 0 else 0.0,
+        "source": opts.source,
+        "backend": desc["backend"],
+        "precision": desc["precision"],
+        "artifact": desc["artifact"],
+        "threads": desc["threads"],
+        "pipelined": opts.pipelined,
+        "dropped": source.dropped,
+        "truncated": source.truncation,
+        "reconnects": source.reconnects,
+        "interrupted": interrupted,
+        "stages": {k: {q: float(v[q]) for q in ("p50", "p90", "p99", "mean")} for k, v in stage_stats.items()},
+    }

@@ -53,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--size", metavar="WxH", default=None, help="camera capture size, e.g. 1280x720")
     p.add_argument("--reconnect-timeout", type=float, default=30.0,
-                   help="seconds to keep retrying a lost live source before giving up (default 30)")
+                   help="seconds to keep retrying a lost live source before giving up (default 30); a stream "
+                        "that sends nothing for this long (at most 10 s) counts as lost")
+    p.add_argument("--loop", action="store_true",
+                   help="play a video file or image folder again from the start at its end (e.g. a soak test)")
     p.add_argument("--report", metavar="PATH.json", default=None, help="write the run summary as JSON")
     p.set_defaults(func=cmd_run)
 
@@ -160,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         realtime=args.realtime, roi=parse_roi(args.roi) if args.roi else None, center_crop=args.center_crop,
         smooth=args.smooth, max_frames=args.max_frames, report=args.report,
         reconnect_timeout=args.reconnect_timeout, width=width, height=height,
-        max_viewers=args.max_viewers, serve_token=args.serve_token, device=args.device,
+        max_viewers=args.max_viewers, serve_token=args.serve_token, device=args.device, loop=args.loop,
     )
     check_options(opts)
     from ..bundle import Bundle

@@ -6,13 +6,15 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import cv2
 import numpy as np
 
 from ..errors import EdgeCNNError
+from ..stale import clean_stale
 
 log = logging.getLogger("edgecnn.runtime")
 
@@ -74,8 +76,17 @@ class WindowSink(Sink):
 
 
 class VideoSink(Sink):
-    """cv2.VideoWriter into a hidden temp file next to `path`, renamed into place on close: a video
-    that is there is complete; a failed run leaves none. Frames are resized to the first frame's size."""
+    """cv2.VideoWriter into a hidden partial file next to `path`, renamed into place on close.
+
+    cv2.VideoWriter.write reports nothing (a full disk makes FFmpeg drop data silently and leave a
+    file without its index: "moov atom not found"), so the sink checks for itself: at open (the
+    writer opened, the folder has room), at every write (the filesystem still has `min_free_bytes`
+    free), and at close (the finished file reopens with every frame written, the last one decodable).
+    Any failure deletes the partial file and raises one EdgeCNNError; a video at `path` is complete.
+    Frames are resized to the first frame's size. Partial files of killed runs are cleaned up.
+    """
+
+    min_free_bytes = 4 << 20  # stop before the disk is full: once it is, the writer fails silently
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
@@ -84,32 +95,80 @@ class VideoSink(Sink):
             raise EdgeCNNError(f"--save {self.path}: unsupported video type; use one of {', '.join(VIDEO_CODECS)}")
         if not self.path.parent.is_dir():
             raise EdgeCNNError(f"--save {self.path}: folder {self.path.parent} does not exist")
+        clean_stale(self.path.parent, rf"\.{re.escape(self.path.stem)}\.partial-(?P<pid>\d+){re.escape(ext)}",
+                    "a partial video")
         self.tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{ext}")
         self.fps = fps if fps and fps > 0 else 10.0
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
+        self.failed = False
+        self._check_space()
+
+    def _fail(self, why: str) -> NoReturn:
+        self.failed = True
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+        raise EdgeCNNError(f"--save {self.path}: {why}; no video saved")
+
+    def _check_space(self) -> None:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError as e:
+            self._fail(f"cannot check the folder ({e.strerror or e})")
+        free = st.f_bavail * st.f_frsize
+        if free < self.min_free_bytes:
+            self._fail(f"No space left on device: {self.path.parent} ({free / 2**20:.1f} MiB free, the video "
+                       f"needs at least {self.min_free_bytes / 2**20:.0f} MiB to be written safely)")
 
     def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
+        if self.failed:
+            return False
         if self.writer is None:
             self.size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
             self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
-                raise EdgeCNNError(f"--save {self.path}: OpenCV cannot write this video type here")
+                self._fail("OpenCV cannot write this video type here")
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image)
         self.frames += 1
+        self._check_space()
         return True
+
+    def _verify(self) -> str | None:
+        """Why the finished partial file is not the complete video (None: it is)."""
+        if not self.tmp.exists():
+            return "the writer produced no file"
+        cap = cv2.VideoCapture(str(self.tmp), cv2.CAP_FFMPEG)
+        try:
+            if not cap.isOpened():
+                return "the written file cannot be read back (incomplete: disk full?)"
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if count != self.frames:
+                return f"the written file holds {count} of the {self.frames} frames (incomplete: disk full?)"
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+            ok, _ = cap.read()
+            if not ok:
+                return "the last frame of the written file cannot be decoded (incomplete: disk full?)"
+        finally:
+            cap.release()
+        return None
 
     def close(self, ok: bool = True) -> None:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-        if ok and self.frames and self.tmp.exists():
-            os.replace(self.tmp, self.path)
-            log.info("saved %d frames to %s", self.frames, self.path)
-        else:
+        if not (ok and self.frames and not self.failed):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)
+            return
+        problem = self._verify()
+        if problem:
+            self._fail(problem)
+        os.replace(self.tmp, self.path)
+        log.info("saved %d frames to %s", self.frames, self.path)

@@ -10,7 +10,8 @@
 Live sources (cameras, streams) are read by a capture thread that keeps only the newest frame, so a
 slow consumer never sees growing lag; a live source that fails is reopened with backoff and logged.
 Files and folders hand over every frame in order, unless `realtime=True` paces them at the video's
-frame rate like a live camera (frames the consumer is too slow for are then dropped).
+frame rate like a live camera (frames the consumer is too slow for are then dropped); `loop=True`
+plays them again from the start at their end.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger("edgecnn.runtime")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 FOLDER_FPS = 10.0  # pacing of image folders with --realtime, and the frame rate of videos saved from them
+STALL_TIMEOUT_S = 10.0  # a network stream silent this long (or --reconnect-timeout, if shorter) is lost
 
 
 @dataclass
@@ -58,6 +60,7 @@ class _CaptureReader:
         self._open = open_fn
         self.cap = open_fn()
         self.pending: np.ndarray | None = None  # a frame decoded while checking the source
+        self.counted = False
         self.fps = 0.0
         self.frame_count = 0
         get = getattr(self.cap, "get", None)
@@ -79,6 +82,8 @@ class _CaptureReader:
         except EdgeCNNError:
             return False
         return True
+
+    rewind = reopen  # a file from its first frame again (reopening is exact where seeking may not be)
 
     def release(self) -> None:
         self.cap.release()
@@ -104,8 +109,14 @@ class _FolderReader:
                 log.warning("skipping %s", e)
         return None, None
 
+    counted = False  # unreadable files are skipped (and logged), so a short pass is not truncation
+
     def reopen(self) -> bool:
         return False
+
+    def rewind(self) -> bool:
+        self._next = 0
+        return True
 
     def release(self) -> None:
         pass
@@ -152,8 +163,12 @@ def csi_pipeline(index: int, width: int, height: int, fps: int) -> str:
     )
 
 
-def _open_capture(target: Any, api: int, what: str, camera: bool) -> Any:
-    cap = cv2.VideoCapture(target, api)
+def _open_capture(target: Any, api: int, what: str, camera: bool, timeout_s: float | None = None) -> Any:
+    params: list[int] = []
+    if timeout_s is not None:  # FFmpeg's own defaults are 30 s to open and 30 s for a read that gets no data
+        ms = max(1, round(1000 * timeout_s))
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    cap = cv2.VideoCapture(target, api, params)
     if not cap.isOpened():
         cap.release()
         hint = " (busy, or not a capture device?)" if camera else ""
@@ -199,6 +214,7 @@ def _video_reader(path: str) -> _CaptureReader:
         return cap
 
     reader = _CaptureReader(f"video {path}", open_fn)
+    reader.counted = True  # its frame count comes from the file: fewer frames than that is a truncated file
     # Some broken files open but yield nothing: find out now, not as an empty run.
     image, _ = reader.read()
     if image is None:
@@ -208,8 +224,17 @@ def _video_reader(path: str) -> _CaptureReader:
     return reader
 
 
-def _open_reader(uri: str, width: int | None, height: int | None, fps: int) -> tuple[Any, bool]:
-    """(reader, live) for a source URI."""
+def is_live_uri(uri: str) -> bool:
+    """Whether a source URI names a camera or a network stream (not a file or folder)."""
+    s = uri.strip()
+    return (s.isdigit() or s.startswith(("v4l2://", "csi://", "picamera2://", "picam://"))
+            or bool(re.fullmatch(r"/dev/video\d+", s)) or s.lower().startswith(STREAM_SCHEMES))
+
+
+def _open_reader(uri: str, width: int | None, height: int | None, fps: int,
+                 stall_timeout: float | None = None) -> tuple[Any, bool]:
+    """(reader, live) for a source URI; a network stream that sends nothing for `stall_timeout`
+    seconds fails its read (and is then reconnected), instead of blocking for FFmpeg's 30 s."""
     s = uri.strip()
     if s.startswith("file://"):
         s = s[len("file://") :]
@@ -251,7 +276,8 @@ def _open_reader(uri: str, width: int | None, height: int | None, fps: int) -> t
 
         return _CaptureReader(f"Pi camera {index}", open_pi), True
     if s.lower().startswith(STREAM_SCHEMES):
-        return _CaptureReader(s, lambda: _open_capture(s, cv2.CAP_FFMPEG, f"stream {s}", camera=False)), True
+        return _CaptureReader(s, lambda: _open_capture(s, cv2.CAP_FFMPEG, f"stream {s}", camera=False,
+                                                       timeout_s=stall_timeout)), True
     p = Path(s)
     if p.is_dir() or any(ch in s for ch in "*?["):
         return _FolderReader(s, _image_files(s)), False
@@ -266,25 +292,44 @@ def _open_reader(uri: str, width: int | None, height: int | None, fps: int) -> t
 
 
 class Source:
-    """Frames from a URI. `read()` returns the next Frame, or None at the end of the stream."""
+    """Frames from a URI. `read()` returns the next Frame, or None at the end of the stream.
+
+    `loop=True` plays a file or folder again from the start at its end (forever: bound the run with
+    max_frames); frame indices go on counting. A network stream that sends nothing for
+    `min(reconnect_timeout, STALL_TIMEOUT_S)` seconds counts as lost and is reopened like a stream that
+    ended. After the run: `retry_s` is the time spent without frames while a lost live source was
+    being waited for and reopened; `truncation` says (one line) when a video file ended before the
+    frame count its container announces.
+    """
 
     def __init__(self, uri: str, realtime: bool = False, width: int | None = None, height: int | None = None,
-                 fps: int = 30, reconnect_timeout: float = 30.0):
+                 fps: int = 30, reconnect_timeout: float = 30.0, loop: bool = False):
         self.uri = str(uri)
-        self.reader, self.live = _open_reader(self.uri, width, height, fps)
+        if reconnect_timeout <= 0:
+            raise EdgeCNNError(f"--reconnect-timeout must be positive, got {reconnect_timeout:g}")
+        if loop and is_live_uri(self.uri):
+            raise EdgeCNNError(f"--loop plays files and folders again at their end; {self.uri} is a live source")
+        self.stall_timeout = min(reconnect_timeout, STALL_TIMEOUT_S)
+        self.reader, self.live = _open_reader(self.uri, width, height, fps, self.stall_timeout)
         self.fps = float(self.reader.fps or (fps if self.live else FOLDER_FPS))
         self.frame_count = int(getattr(self.reader, "frame_count", 0)) if not self.live else 0
         self.reconnect_timeout = reconnect_timeout
         self.threaded = self.live or realtime
+        self.loop = loop
         self.error: str | None = None
+        self.truncation: str | None = None
         self.reconnects = 0
         self.dropped = 0
+        self.passes = 0  # complete passes over a file or folder
+        self.retry_s = 0.0
+        self._pass_frames = 0
         self._index = 0
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._delivered = -1
         self._ended = False
         self._stop = threading.Event()
+        self._closed = False
         self._thread: threading.Thread | None = None
         if self.threaded:
             self._thread = threading.Thread(target=self._capture_loop, name="edgecnn-capture", daemon=True)
@@ -298,15 +343,29 @@ class Source:
     def _capture_loop(self) -> None:
         pace = None if self.live else 1.0 / self.fps
         start = time.perf_counter()
+        stalled_since: float | None = None  # a read that hit the stall timeout, even if it then gave a frame
         try:
             while not self._stop.is_set():
                 t0 = time.perf_counter()
-                image, name = self.reader.read()
+                image, name = self.reader.read() if self.live else self._read_file()
                 t1 = time.perf_counter()
+                stalled = self.live and t1 - t0 >= 0.9 * self.stall_timeout
                 if image is None:
-                    if not self.live or not self._reconnect():
+                    if not self.live:
+                        break
+                    since = stalled_since or t0
+                    back = self._reconnect(since)
+                    self.retry_s += time.perf_counter() - since  # the outage: the stall, the failed read, retries
+                    stalled_since = None
+                    if not back:
                         break
                     continue
+                if stalled:  # FFmpeg's read timeout may hand over what it had before failing the next read
+                    stalled_since = t0
+                    log.warning("%s: no data for %.1f s", self.describe, t1 - t0)
+                elif stalled_since is not None:  # it came back by itself
+                    self.retry_s += t0 - stalled_since
+                    stalled_since = None
                 frame = Frame(image, self._index, name, t1, 1e3 * (t1 - t0))
                 self._index += 1
                 if pace is not None:  # a file played like a camera: wait for this frame's time
@@ -325,32 +384,58 @@ class Source:
                 self._ended = True
                 self._cond.notify_all()
 
-    def _reconnect(self) -> bool:
-        """Reopen a lost live source with exponential backoff, up to reconnect_timeout seconds."""
+    def _reconnect(self, since: float) -> bool:
+        """Reopen a lost live source with exponential backoff, up to reconnect_timeout seconds.
+        `since`: perf_counter when the read that failed began (the start of the outage)."""
         deadline = time.monotonic() + self.reconnect_timeout
         delay = 0.5
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            log.warning("%s: no frame; reopening in %.1f s", self.describe, min(delay, remaining))
+            log.warning("%s: no frame for %.1f s; reopening in %.1f s", self.describe, time.perf_counter() - since,
+                        min(delay, remaining))
             if self._stop.wait(min(delay, remaining)):
                 return False
             if self.reader.reopen():
                 image, _ = self.reader.read()
                 if image is not None:
+                    self.reader.pending = image  # the first frame after the outage is delivered, not lost
                     self.reconnects += 1
-                    log.warning("%s: reconnected", self.describe)
+                    log.warning("%s: reconnected after %.1f s without frames", self.describe,
+                                time.perf_counter() - since)
                     return True
             delay = min(delay * 2, 8.0)
         self.error = f"{self.describe}: lost, and not back after {self.reconnect_timeout:g} s of retries"
         return False
 
+    def _read_file(self) -> tuple[np.ndarray | None, str | None]:
+        """The next image of a file or folder: at its end, check the count, and start again if looping."""
+        image, name = self.reader.read()
+        if image is None:
+            self._end_of_pass()
+            if self.loop and self._pass_frames > 0 and self.reader.rewind():
+                self._pass_frames = 0
+                image, name = self.reader.read()
+        if image is not None:
+            self._pass_frames += 1
+        return image, name
+
+    def _end_of_pass(self) -> None:
+        self.passes += 1
+        announced, got = self.frame_count, self._pass_frames
+        # Containers may announce a frame or two more than they hold (a count estimated from the duration).
+        if self.reader.counted and announced and got < announced - max(2, announced // 100) and not self.truncation:
+            self.truncation = (f"{self.describe}: ended after {got} of the {announced} frames it announces "
+                               "(a truncated or damaged file)")
+            if self.loop:  # the run goes on: say it now (otherwise the run ends with it as its error)
+                log.warning("%s", self.truncation)
+
     def read(self) -> Frame | None:
         """The next frame (live: the newest one not yet delivered); None at the end of the stream."""
         if not self.threaded:
             t0 = time.perf_counter()
-            image, name = self.reader.read()
+            image, name = self._read_file()
             t1 = time.perf_counter()
             if image is None:
                 return None
@@ -375,6 +460,10 @@ class Source:
             yield frame
 
     def close(self) -> None:
+        """Stop the capture thread and release the reader (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
