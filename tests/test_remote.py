@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import sshd_board
 from conftest import run_cli
-from sshd_board import board_python, free_port, ssh_home, sshd, write_ssh_home  # noqa: F401 (fixtures)
+from sshd_board import free_port, write_ssh_home
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.profile.report import read_report
 from edgecnn.remote import SSHTarget, report_path_for
+
+sshd, board_python, ssh_home = sshd_board.sshd, sshd_board.board_python, sshd_board.ssh_home  # the fixtures
 
 
 def _one_line_error(capsys, *args) -> str:
