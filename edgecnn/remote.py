@@ -225,7 +225,10 @@ class RemoteBoard:
                     except (UnicodeDecodeError, json.JSONDecodeError) as e:
                         raise EdgeCNNError(f"{self.target.label}: the board's report is not JSON ({e})") from None
         finally:
-            await self.shell(f"rm -rf {shlex.quote(workdir)}")
+            try:  # best effort: a dropped connection must not hide the error that ended the run
+                await self.shell(f"rm -rf {shlex.quote(workdir)}")
+            except (OSError, asyncio.TimeoutError, _asyncssh().Error):
+                pass
         return data, {"workdir": workdir, "argv": argv}
 
     async def _stream(self, command: str, timeout: float) -> tuple[int, str]:

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--calib-size", type=int, default=200, metavar="N", help="int8 calibration images (default 200)")
     m.add_argument("--lr", type=float, help="fine-tune learning rate (default: a third of the training run's)")
     m.add_argument("--train-limit", type=int, metavar="N", help="fine-tune on a seeded subset of N training images")
-    m.add_argument("--train-threads", type=int, metavar="N", help="torch threads for fine-tuning (default: all cores)")
+    m.add_argument("--train-threads", type=int, metavar="N", help="torch threads for fine-tuning (default: torch's, i.e. OMP_NUM_THREADS or all cores)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_optimize)
 

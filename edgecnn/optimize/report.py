@@ -117,6 +117,9 @@ def pareto_plot(trials: Sequence[dict], chosen: dict | None, base: dict | None, 
         ax.scatter([p50(chosen)], [100 * chosen["accuracy"]], s=260, marker="*", c="gold", edgecolors="black",
                    zorder=5, label=f"chosen: {settings_label(chosen)}")
     ax.set_xscale("log")
+    from ..profile.plots import _plain_log_ticks
+
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("p50 latency, ms (log scale)")
     ax.set_ylabel("test top-1, %")
     ax.set_title(title, fontsize=10)

@@ -15,7 +15,6 @@ Order (each step cached, each trial logged, see stages.py and trials.py):
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,7 +150,9 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
     if run.data != dataset:
         raise EdgeCNNError(f"--data {run.data}: the checkpoint was trained on '{dataset or '?'}'; optimize measures "
                            "accuracy on the checkpoint's own test split")
-    torch.set_num_threads(run.train_threads or os.cpu_count() or 1)
+    if run.train_threads:  # else torch's own default (OMP_NUM_THREADS where set)
+        torch.set_num_threads(run.train_threads)
+    target = make_target(run.target, log)  # first: an unreachable board fails before any work
     out = Path(run.out)
     identity = {"schema": SEARCH_SCHEMA, "checkpoint_sha256": sha256_file(ckpt_path), "data": dataset,
                 "test_limit": run.test_limit}
@@ -168,7 +169,6 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
         f"budget: at most {run.max_drop:g} point(s) below")
 
     clock = Clock(run.budget_min)
-    target = make_target(run.target, log)
     threads = space.threads or default_threads(target.cpus)
     wanted_backends = space.backends or [b for b in BACKENDS if b in target.backends]
     missing = [b for b in wanted_backends if b not in target.backends]
@@ -226,7 +226,7 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
             for key, art, acc, v in todo:
                 cfg = (art.info["file"], key["backend"], key["threads"])
                 rec = {**key, "artifact": str(art.path.relative_to(out)), "size_bytes": art.info["size_bytes"],
-                       "accuracy": acc, "drop_points": None if acc is None else 100.0 * (base_acc - acc),
+                       "accuracy": acc, "drop_points": None if acc is None else round(100.0 * (base_acc - acc), 6),
                        "agreement": v.get("top1_agreement"), "seconds": round(each, 2),
                        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 r = got.get(cfg)
@@ -254,9 +254,14 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
         else:
             ckpt = ckpt_path
         bar.stage(f"export {ratio:.0%}")
-        bundle = exported_bundle(ckpt, d / "bundle", formats=formats, fp16="fp16" in space.precisions,
-                                 int8="int8" in space.precisions, data=dataset, data_root=run.data_root,
-                                 calib_size=run.calib_size, test_limit=run.test_limit, log=log)
+        try:
+            bundle = exported_bundle(ckpt, d / "bundle", formats=formats, fp16="fp16" in space.precisions,
+                                     int8="int8" in space.precisions, data=dataset, data_root=run.data_root,
+                                     calib_size=run.calib_size, test_limit=run.test_limit, log=log)
+        except EdgeCNNError as e:  # e.g. a converter that cannot take this pruned graph: the other ratios still run
+            notes.append(f"ratio {ratio:.2f}: export failed, no trials ({e})")
+            log(notes[-1])
+            continue
         records = measure_bundle(bundle, ratio, "float", None, space.precisions)
         fp32, int8 = drops(records, "fp32"), drops(records, "int8")
         if space.qat_epochs and int8 and min(int8) > run.max_drop and (not fp32 or min(fp32) <= run.max_drop):
@@ -268,12 +273,17 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
             qd = stage_dir(work, ratio, space.finetune_epochs, space.qat_epochs)
             bar.add_total(per_bundle // len(space.precisions))
             bar.stage(f"QAT {ratio:.0%}")
-            qckpt = qat_checkpoint(ckpt, space.qat_epochs, ds, qd / "model.pt", lr=run.lr,
-                                   train_limit=run.train_limit, log=log)
-            qbundle = exported_bundle(qckpt, qd / "bundle", formats=formats, fp16=False, int8=True, data=dataset,
-                                      data_root=run.data_root, calib_size=run.calib_size,
-                                      test_limit=run.test_limit, log=log)
-            measure_bundle(qbundle, ratio, "qat", space.qat_epochs, ["int8"])
+            try:
+                qckpt = qat_checkpoint(ckpt, space.qat_epochs, ds, qd / "model.pt", lr=run.lr,
+                                       train_limit=run.train_limit, log=log)
+                qbundle = exported_bundle(qckpt, qd / "bundle", formats=formats, fp16=False, int8=True,
+                                          data=dataset, data_root=run.data_root, calib_size=run.calib_size,
+                                          test_limit=run.test_limit, log=log)
+            except EdgeCNNError as e:
+                notes.append(f"ratio {ratio:.2f}: QAT failed, no QAT trials ({e})")
+                log(notes[-1])
+            else:
+                measure_bundle(qbundle, ratio, "qat", space.qat_epochs, ["int8"])
         if fp32 and min(fp32) > run.max_drop:
             larger = [r for r in space.ratios if r > ratio]
             if larger:
