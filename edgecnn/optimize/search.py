@@ -76,6 +76,38 @@ class SearchRun:
     train_threads: int | None = None
 
 
+class Interrupts:
+    """Ctrl-C that no library can swallow: the handler raises KeyboardInterrupt AND remembers it, and the
+    search re-raises at the next step boundary (torch-pruning's tracer, for one, has a bare `except:`)."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> Interrupts:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not \
+                signal.SIG_IGN:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._old)
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+
 class Clock:
     """Elapsed time against the optional budget."""
 
@@ -126,6 +158,12 @@ def _baseline_accuracy(ckpt: dict, ds, test_limit: int | None) -> tuple[float, i
 def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = print,
                progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the search; return the state the report is made from (see report.py)."""
+    with Interrupts() as interrupts:
+        return _search(run, space, log, progress, interrupts)
+
+
+def _search(run: SearchRun, space: SearchSpace, log: Callable[[str], None], progress: bool,
+            interrupts: Interrupts) -> dict[str, Any]:
     import torch
 
     from ..data import load_dataset
@@ -214,6 +252,7 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
                         continue
                     acc = v.get("accuracy")
                     todo.append((key, art, acc, v))
+        interrupts.check()
         if todo:
             bar.stage(f"timing {len(todo)} on {target.label}")
             t0 = time.perf_counter()
@@ -243,6 +282,7 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
         return [r["drop_points"] for r in records if r["precision"] == precision and r["drop_points"] is not None]
 
     for ratio in sorted(set(space.ratios)):
+        interrupts.check()
         if clock.spent():
             stopped = f"the {run.budget_min:g}-minute budget was spent before prune ratio {ratio:.2f}"
             break
@@ -250,9 +290,11 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
         if ratio:
             bar.stage(f"prune {ratio:.0%} + fine-tune")
             ckpt = pruned_checkpoint(ckpt_path, ratio, space.finetune_epochs, ds, d / "model.pt",
-                                     round_to=space.round_to, lr=run.lr, train_limit=run.train_limit, log=log)
+                                     round_to=space.round_to, lr=run.lr, train_limit=run.train_limit, log=log,
+                                     check=interrupts.check)
         else:
             ckpt = ckpt_path
+        interrupts.check()
         bar.stage(f"export {ratio:.0%}")
         try:
             bundle = exported_bundle(ckpt, d / "bundle", formats=formats, fp16="fp16" in space.precisions,
@@ -283,6 +325,7 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
                 notes.append(f"ratio {ratio:.2f}: QAT failed, no QAT trials ({e})")
                 log(notes[-1])
             else:
+                interrupts.check()
                 measure_bundle(qbundle, ratio, "qat", space.qat_epochs, ["int8"])
         if fp32 and min(fp32) > run.max_drop:
             larger = [r for r in space.ratios if r > ratio]
@@ -292,6 +335,7 @@ def run_search(run: SearchRun, space: SearchSpace, log: Callable[[str], None] = 
                 log(notes[-1])
             break
     bar.close()
+    interrupts.check()
     return {"run": run, "space": space, "target": target, "threads": threads, "backends": backends,
             "baseline_accuracy": base_acc, "test_images": n_test, "trials": trials, "notes": notes,
             "stopped": stopped, "elapsed_s": clock.elapsed, "model": src["model"]["name"], "dataset": dataset,

@@ -24,8 +24,11 @@ def stage_dir(work: Path, ratio: float, finetune_epochs: int, qat_epochs: int | 
 
 
 def pruned_checkpoint(src_path: Path, ratio: float, finetune_epochs: int, ds, out: Path, *, round_to: int | None,
-                      lr: float | None, train_limit: int | None, log: Callable[[str], None]) -> Path:
-    """Structured pruning of `ratio` of each layer's channels + `finetune_epochs` of fine-tuning (cached)."""
+                      lr: float | None, train_limit: int | None, log: Callable[[str], None],
+                      check: Callable[[], None] = lambda: None) -> Path:
+    """Structured pruning of `ratio` of each layer's channels + `finetune_epochs` of fine-tuning (cached).
+
+    `check` raises if Ctrl-C was pressed (and swallowed by the pruning library's tracer)."""
     if out.is_file():
         return out
     from ..compress.common import derived_checkpoint, example_input, finetune
@@ -38,6 +41,7 @@ def pruned_checkpoint(src_path: Path, ratio: float, finetune_epochs: int, ds, ou
     settings = PruneSettings(ratio=ratio, round_to=round_to)
 
     def finetune_round(m, k: int) -> None:
+        check()
         if finetune_epochs:
             log(f"fine-tuning the {ratio:.0%}-pruned model: {finetune_epochs} epoch(s)")
             finetune(m, ds, src, finetune_epochs, lr=lr, train_limit=train_limit, progress=False)
@@ -48,6 +52,7 @@ def pruned_checkpoint(src_path: Path, ratio: float, finetune_epochs: int, ds, ou
     ckpt = derived_checkpoint(pruned, src, structure=structure,
                               compress={"step": "optimize-prune", "ratio": ratio, "finetune_epochs": finetune_epochs,
                                         "source": str(src_path)})
+    check()
     save_checkpoint(ckpt, out)
     return out
 
