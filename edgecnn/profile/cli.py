@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", metavar="PROFILE",
                    help="device profile (e.g. rpi5): its backend/precision/threads where not given")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--on", action="append", metavar="ssh://user@host[:port]",
+                   help="profile on a board over SSH (repeat for several; 'this' = here): the bundle is copied "
+                        "there, the report comes back, several are merged into one table")
     p.set_defaults(func=_profile)
 
     r = sub.add_parser(
@@ -88,6 +91,10 @@ def _profile(args: argparse.Namespace) -> int:
             print(f"device profile {args.device}: " + ", ".join(f"{k} {v}" for k, v in applied.items()))
     if args.runs is not None and args.runs < 1:
         raise EdgeCNNError(f"--runs must be at least 1, got {args.runs} (zero runs measure nothing)")
+    if args.on:
+        from ..remote import profile_on_targets
+
+        return profile_on_targets(args)
     bare = Path(args.bundle).suffix.lower() in (".onnx", ".tflite") and not Path(args.bundle).is_dir()
     if bare:  # a file made anywhere: profiled in a throw-away bundle around it (edgecnn.profile.bare)
         from .bare import bare_bundle

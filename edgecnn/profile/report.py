@@ -21,6 +21,7 @@ A report (one `edgecnn profile` run) is a JSON object:
         per_op        null (not asked) | {available: true, source, runs, total_ms_per_run, by_type[], top_nodes[]}
                       | {available: false, reason}
     skipped       [{artifact, backend, reason}]: configurations that could not run here, listed, not hidden
+    remote        (only in reports fetched by `edgecnn profile --on ssh://...`) {target, board, hostname, python, edgecnn}
 
 `read_report` validates a file and says in one line what is wrong with it (another tool's JSON, an
 older or newer schema, a missing field).
@@ -237,7 +238,9 @@ def write_markdown(path: str | Path, report: dict) -> Path:
 def device_label(report: dict) -> str:
     env = report["environment"]
     cpu = (env.get("cpu") or {}).get("model")
-    return env.get("board") or cpu or env.get("hostname") or "?"
+    label = env.get("board") or cpu or env.get("hostname") or "?"
+    remote = report.get("remote")  # fetched from a board by `profile --on`: say which one
+    return f"{label} @ {remote.get('board') or remote.get('target')}" if isinstance(remote, dict) else label
 
 
 COMPARE_HEADER = ["device", "bundle", "artifact", "backend", "precision", "threads", "batch", "p50 ms", "p90 ms",
