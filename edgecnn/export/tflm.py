@@ -10,7 +10,7 @@ see export/tflite.py): int8 input and output, int8/int32 tensors only. Here it i
   C++ runtime compiled for this host) allocates the model in, found by bisection, plus the
   interpreter's own allocation report;
 - verified: the model runs in that interpreter on the test split, and its logits are compared
-  with PyTorch's like every other artifact (`export.verify.measure`).
+  with PyTorch's like every other artifact (`export.metrics.measure`).
 
 Arena sizes are measured on this 64-bit host: TFLM's persistent bookkeeping structs hold pointers,
 so a 32-bit MCU needs the same activation buffers and slightly less bookkeeping.
@@ -29,39 +29,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import EdgeCNNError
+from .metrics import check_drop, measure
+from .tflm_ops import TFLM_OPS, quantize_input  # noqa: F401 (quantize_input: re-exported)
 
-# Builtin operator -> MicroMutableOpResolver method, read from tensorflow/lite/micro/micro_mutable_op_resolver.h
-# (github.com/tensorflow/tflite-micro at 90b983c2b3f1, Aug 2026). An op missing here has no TFLM kernel.
-TFLM_OPS: dict[str, str] = {
-    "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax", "ARG_MIN": "AddArgMin",
-    "ASSIGN_VARIABLE": "AddAssignVariable", "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_MATMUL": "AddBatchMatMul",
-    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs", "BROADCAST_TO": "AddBroadcastTo",
-    "CALL_ONCE": "AddCallOnce", "CAST": "AddCast", "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation",
-    "CONV_2D": "AddConv2D", "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
-    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv",
-    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice", "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "ELU": "AddElu",
-    "EQUAL": "AddEqual", "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
-    "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod", "FULLY_CONNECTED": "AddFullyConnected",
-    "GATHER": "AddGather", "GATHER_ND": "AddGatherNd", "GREATER": "AddGreater", "GREATER_EQUAL": "AddGreaterEqual",
-    "HARD_SWISH": "AddHardSwish", "IF": "AddIf", "L2_NORMALIZATION": "AddL2Normalization",
-    "L2_POOL_2D": "AddL2Pool2D", "LEAKY_RELU": "AddLeakyRelu", "LESS": "AddLess", "LESS_EQUAL": "AddLessEqual",
-    "LOG": "AddLog", "LOGICAL_AND": "AddLogicalAnd", "LOGICAL_NOT": "AddLogicalNot", "LOGICAL_OR": "AddLogicalOr",
-    "LOGISTIC": "AddLogistic", "LOG_SOFTMAX": "AddLogSoftmax", "MAXIMUM": "AddMaximum",
-    "MAX_POOL_2D": "AddMaxPool2D", "MIRROR_PAD": "AddMirrorPad", "MEAN": "AddMean", "MINIMUM": "AddMinimum",
-    "MUL": "AddMul", "NEG": "AddNeg", "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad",
-    "PADV2": "AddPadV2", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize", "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_ALL": "AddReduceAll", "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
-    "RELU6": "AddRelu6", "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
-    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2", "ROUND": "AddRound",
-    "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape", "SIN": "AddSin", "SLICE": "AddSlice",
-    "SOFTMAX": "AddSoftmax", "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
-    "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQUEEZE": "AddSqueeze", "SQRT": "AddSqrt", "SQUARE": "AddSquare",
-    "SQUARED_DIFFERENCE": "AddSquaredDifference", "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub",
-    "SUM": "AddSum", "SVDF": "AddSvdf", "TANH": "AddTanh", "TRANSPOSE_CONV": "AddTransposeConv",
-    "TRANSPOSE": "AddTranspose", "UNPACK": "AddUnpack",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM", "VAR_HANDLE": "AddVarHandle",
-    "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
-}
 INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "BOOL")
 ARENA_ALIGN = 16  # TFLM aligns arena allocations to 16 bytes; the bisection works in these steps
 MICRO_EXTRA = "pip install 'edgecnn[micro]'"
@@ -209,9 +179,6 @@ def measure_arena(model: bytes, input_dtype=np.int8) -> dict:
     return {"arena_bytes": int(hi), "allocation_report": report_block}
 
 
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """float input -> int8, exactly as the LiteRT verification does (round half to even, clip)."""
-    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
 
 
 def run_tflm(model: bytes, x_nchw: np.ndarray, arena: int, inp: dict, out: dict,
@@ -260,7 +227,6 @@ def build_tflm(stage: Path, rec: dict, *, spec: dict, classes: list[str], x_test
     """
     from ..utils import sha256_file
     from .tflm_sources import write_sources
-    from .verify import check_drop, measure
 
     file = rec["file"]
     model = (stage / file).read_bytes()
@@ -316,7 +282,6 @@ def verify_tflm_block(bundle_dir: Path, manifest: dict, x_nchw: np.ndarray, labe
                       reference: np.ndarray | None, dataset: str, log: Callable[[str], None] = print) -> dict | None:
     """Re-run a bundle's TFLM model in the TFLM interpreter (with its recorded arena); None without tflite-micro."""
     from ..utils import sha256_file
-    from .verify import measure
 
     block = manifest["tflm"]
     try:

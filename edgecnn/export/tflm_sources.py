@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import atomic_write_text
-from .tflm import TFLM_OPS, quantize_input
+from .tflm_ops import TFLM_OPS, quantize_input
 
 SAMPLE_MAX_BYTES = 64 * 1024  # main.cc embeds its test image only when it is at most this big
 
