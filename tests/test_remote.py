@@ -103,3 +103,17 @@ def test_target_parts():
                                                                "pi@pi5.local:2222")
     assert SSHTarget.parse("ssh://pi5").ssh_command() == "ssh pi5"
     assert report_path_for(Path("out/p.json"), "pi@pi5.local:2222") == Path("out/p.pi_pi5.local_2222.json")
+
+
+def test_tune_on_board_reports_its_sweep(digits_bundle, sshd, board_python, ssh_home, tmp_path, capsys):
+    """`edgecnn tune --on`: the sweep runs on the board (its backends, no torch) and its report comes back."""
+    url = sshd.url(str(board_python))
+    rc = run_cli("tune", digits_bundle, "--on", url, "--threads", "1", "--budget-s", "0.5", "--no-cache",
+                 "--report", tmp_path / "t.json")
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["remote"]["python"] == str(board_python)
+    measured = {r["backend"] for r in report["results"] if r["p50_ms"] is not None}
+    assert measured and measured <= {"onnxruntime", "litert"}  # the board venv has no OpenVINO
+    assert report["choice"] and f"choice on {SSHTarget.parse(url).label}" in out

@@ -32,7 +32,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--report", metavar="TUNE.json", default=None, help="write the report as JSON")
     t.add_argument("--no-cache", dest="write_cache", action="store_false",
                    help="do not write the result to the tune cache")
+    t.add_argument("--on", action="append", default=None, metavar="ssh://[user@]host[:port]",
+                   help="tune on a board over SSH instead (repeatable): the bundle is copied there, the sweep runs "
+                        "and caches its choice on the board, the report comes back (docs/profiling.md)")
     t.set_defaults(func=cmd_tune)
+
+
+def _device_args(args: argparse.Namespace) -> list[str]:
+    """The same sweep's arguments for the board's `edgecnn tune` ({bundle}/{report}: remote paths)."""
+    out = ["tune", "{bundle}", "--report", "{report}", "--backend", args.backend, "--precision", args.precision]
+    for flag, value in (("--threads", args.threads), ("--budget-s", args.budget_s), ("--max-drop", args.max_drop)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out + ([] if args.write_cache else ["--no-cache"])
+
+
+def _tune_remote(args: argparse.Namespace) -> int:
+    from ..remote import SSHTarget, remote_record, report_path_for, run_device_command
+    from ..utils import atomic_write_json
+    from .tune import format_table
+
+    targets = list(dict.fromkeys(args.on))
+    for url in targets:
+        t = SSHTarget.parse(url)
+        result = run_device_command(t, _device_args(args), args.bundle)
+        report = {**result["report"], "remote": remote_record(result)}
+        print(f"== {t.label}")
+        print(format_table(report))
+        print(f"choice on {t.label}: {report.get('why')}")
+        if args.report:
+            path = args.report if len(targets) == 1 else report_path_for(args.report, t.label)
+            atomic_write_json(path, report)
+            print(f"report: {path}")
+    return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -42,6 +74,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .backends import INT8_MAX_DROP_POINTS
     from .tune import SWEEP_BUDGET_S, format_table, tune
 
+    if args.on:
+        return _tune_remote(args)
     threads = None if args.threads is None else parse_threads(args.threads)
     if args.max_drop is not None and args.max_drop < 0:
         raise EdgeCNNError(f"--max-drop must be >= 0, got {args.max_drop:g}")
