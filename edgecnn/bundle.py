@@ -165,6 +165,14 @@ def _validate_input(inp: dict, w: str) -> None:
         raise _fail(w, f"std must hold finite numbers between {NORM_MIN:g} and {NORM_MAX:g}, got {inp['std']!r}")
 
 
+def validate_input(spec: Any, where: str) -> dict:
+    """Check one manifest `input` block (what export_model builds before any bundle exists)."""
+    if not isinstance(spec, dict):
+        raise _fail(where, "input must be an object")
+    _validate_input(spec, f"{where}: input")
+    return spec
+
+
 def validate_manifest(m: Any, where: str = MANIFEST) -> dict:
     """Check a manifest dict against schema edgecnn.bundle/1; raise EdgeCNNError naming the field."""
     if not isinstance(m, dict):

@@ -26,7 +26,7 @@ def _first_line(e: BaseException) -> str:
 def input_spec(input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], color: str | None,
                resize: str) -> dict:
     """The manifest `input` block, checked like the bundle reader checks it."""
-    from ..bundle import validate_manifest
+    from ..bundle import validate_input
 
     if len(input_size) != 3:
         raise EdgeCNNError(f"input_size must be (C, H, W), got {tuple(input_size)}")
@@ -34,10 +34,7 @@ def input_spec(input_size: Sequence[int], mean: Sequence[float], std: Sequence[f
     color = color or ("GRAY" if c == 1 else "RGB")
     spec = {"height": h, "width": w, "channels": c, "color": color, "resize": resize, "interpolation": "area",
             "scale": 1.0 / 255.0, "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
-    # The input rules live in one place: run the manifest validator on a stub manifest.
-    validate_manifest({"schema": "edgecnn.bundle/1", "name": "-", "classes": ["-"], "input": spec,
-                       "artifacts": []}, where="export_model")
-    return spec
+    return validate_input(spec, "export_model")  # the input rules live in one place: the bundle reader's
 
 
 def export_program(model: nn.Module, spec: dict, num_classes: int) -> torch.export.ExportedProgram:
