@@ -17,7 +17,9 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     description: str
     default_input_size: int  # square input side the model is designed for
-    options: tuple[str, ...] = ()  # extra constructor args it accepts (width_mult, small_input, pretrained)
+    # extra constructor args it accepts (width_mult, small_input, pretrained; input_size: a classifier
+    # sized for the input side)
+    options: tuple[str, ...] = ()
 
 
 _TV_OPTS = ("width_mult", "small_input", "pretrained")
@@ -25,8 +27,9 @@ _TV_OPTS = ("width_mult", "small_input", "pretrained")
 MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
-        ModelSpec("lenet5", lenet5.lenet5, "LeNet-5 (1998), 32x32 input", 32),
-        ModelSpec("simplecnn", simplecnn.simplecnn, "3-conv CNN of the PyTorch CIFAR-10 tutorial", 32),
+        ModelSpec("lenet5", lenet5.lenet5, "LeNet-5 (1998), 32x32 input", 32, ("input_size",)),
+        ModelSpec("simplecnn", simplecnn.simplecnn, "3-conv CNN of the PyTorch CIFAR-10 tutorial", 32,
+                  ("input_size",)),
         ModelSpec("mobilenet_v2", torchvision_models.mobilenet_v2, "MobileNetV2 (torchvision)", 224, _TV_OPTS),
         ModelSpec(
             "mobilenet_v3_small", torchvision_models.mobilenet_v3_small, "MobileNetV3-small (torchvision)", 224, _TV_OPTS
