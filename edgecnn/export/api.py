@@ -86,7 +86,8 @@ def _load_data(name: str, data_root: str | None):
 
 
 def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
-                   predict: Callable[[np.ndarray], np.ndarray] | None = None, spec: dict | None = None) -> list[dict]:
+                   predict: Callable[[np.ndarray], np.ndarray] | None = None, spec: dict | None = None,
+                   split: str = "test") -> list[dict]:
     """A few real held-out test images as PNG, so a device can check itself without a dataset.
 
     With `predict` (float32 NCHW batch -> PyTorch logits) and the input `spec`, PyTorch's class for
@@ -98,7 +99,7 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
 
     from ..preprocess import preprocess
 
-    images, labels = ds.split("test")
+    images, labels = ds.split(split)
     labels = np.asarray(labels)
     (stage / "samples").mkdir()
     records = []
@@ -119,6 +120,25 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
     return records
 
 
+def _check_chance(ckpt_path: Path, ckpt: dict, reference: np.ndarray, labels: np.ndarray, allow: bool,
+                  log: Callable[[str], None]) -> None:
+    """Refuse a model that training flagged, or that scores no better than chance on the test data."""
+    from ..train.chance import above_chance, describe
+
+    acc = float((reference.argmax(1) == labels).mean()) if len(labels) else None
+    flagged = bool((ckpt.get("metrics") or {}).get("at_chance"))
+    measured = acc is not None and not above_chance(acc, labels)
+    if not (flagged or measured):
+        return
+    why = ("training flagged it: validation accuracy never left chance" if flagged else
+           f"its test accuracy is {describe(acc, labels, list(ckpt['classes']))}")
+    if allow:
+        log(f"warning: --allow-chance: exporting a model at chance level ({why})")
+        return
+    raise EdgeCNNError(f"{ckpt_path}: the model is at chance level ({why}); export refuses it: train it "
+                       "properly, or pass --allow-chance to export it anyway")
+
+
 def export_bundle(
     checkpoint: str | Path,
     formats: str | Iterable[str] = ("onnx", "tflite"),
@@ -134,6 +154,8 @@ def export_bundle(
     force: bool = False,
     verify_samples: int | None = None,
     log: Callable[[str], None] = print,
+    allow_chance: bool = False,
+    test_data: str | None = None,
 ) -> Path:
     """Export a checkpoint to a verified bundle directory and return its path.
 
@@ -141,6 +163,8 @@ def export_bundle(
     int8 needs `calib` (a dataset name): its training split calibrates the quantizers.
     Every artifact is verified on the checkpoint's dataset test split; one that loses more than
     `max_drop` points of top-1 accuracy fails the export and nothing is written.
+    A model at chance level (flagged by training, or measured so here) is refused unless `allow_chance`.
+    `test_data` verifies on another dataset (a flat folder:PATH whole) instead of the checkpoint's test split.
     """
     from ..models import count_macs, count_params
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint
@@ -169,13 +193,23 @@ def export_bundle(
     _check_out_dir(out, source_sha, force, log)
 
     ds = _load_data(dataset, data_root)
-    x_test, y_test = preprocessed(ds, "test", spec, verify_samples)
+    from ..data import evaluation_split
+
+    vname = test_data or dataset
+    vds = ds if vname == dataset else load_dataset(vname, data_root, classes=list(ckpt["classes"]),
+                                                   channels=int(spec["channels"]))
+    vsplit = evaluation_split(vds, trained_on=dataset)
+    x_test, y_test = preprocessed(vds, vsplit, spec, verify_samples)
+    if len(y_test) == 0:
+        raise EdgeCNNError(f"split '{vsplit}' of '{vname}' is empty: nothing to verify the export on")
+    log(f"verification: {len(y_test)} images of {vname}/{vsplit}")
     x_calib = None
     if calib:
         cds = ds if calib == dataset else _load_data(calib, data_root)
         x_calib, _ = preprocessed(cds, "train", spec, calib_size)
         log(f"calibration: {len(x_calib)} samples from the '{calib}' training split")
     reference = torch_logits(model, x_test)
+    _check_chance(ckpt_path, ckpt, reference, y_test, allow_chance, log)
 
     want_onnx = "onnx" in fmts or "tensorrt" in fmts
     plan: list[tuple[str, str, str]] = []  # (file, format, precision)
@@ -224,7 +258,7 @@ def export_bundle(
             from .verify import artifact_logits
 
             logits = artifact_logits(Artifact(stage, rec), x_test)
-            rec["verified"] = measure(logits, y_test, reference, dataset=dataset, split="test")
+            rec["verified"] = measure(logits, y_test, reference, dataset=vname, split=vsplit)
             v = rec["verified"]
             log(f"{file}: {rec['size_bytes'] / 1024:.1f} KiB, agreement {100 * v['top1_agreement']:.2f}%, "
                 f"accuracy {100 * v['accuracy']:.2f}% (PyTorch {100 * v['reference_accuracy']:.2f}%), "
@@ -254,11 +288,11 @@ def export_bundle(
                 "dataset": dataset,
                 "accuracy": (ckpt.get("metrics") or {}).get("test_acc"),
             },
-            "verification": {"dataset": dataset, "split": "test", "samples": int(len(y_test)),
+            "verification": {"dataset": vname, "split": vsplit, "samples": int(len(y_test)),
                              "max_drop_points": max_drop},
             "calibration": None,
-            "samples": _write_samples(stage, ds, list(ckpt["classes"]), SAMPLES_PER_CLASS,
-                                      lambda x: torch_logits(model, x), spec),
+            "samples": _write_samples(stage, vds, list(ckpt["classes"]), SAMPLES_PER_CLASS,
+                                      lambda x: torch_logits(model, x), spec, split=vsplit),
             "tool_versions": tool_versions(),
         }
         if x_calib is not None:

@@ -128,13 +128,15 @@ def _reference_model(manifest: dict, checkpoint: str | Path | None, log) -> obje
 
 def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str | None = None,
                   checkpoint: str | Path | None = None, samples: int | None = None, max_drop: float = 1.0,
-                  write: bool = False, log=print) -> list[dict]:
+                  write: bool = False, log=print, split: str | None = None) -> list[dict]:
     """Re-verify every artifact of a bundle on real data; raise EdgeCNNError if one drops too much.
 
-    Returns the `verified` records. With `write`, they replace the manifest's (atomically).
+    `split` defaults to `edgecnn.data.evaluation_split`: all of a flat folder the model was not
+    trained on, else the test split. Returns the `verified` records. With `write`, they replace the
+    manifest's (atomically).
     """
     from ..bundle import Bundle, write_manifest
-    from ..data import load_dataset, preprocessed
+    from ..data import evaluation_split, load_dataset, preprocessed
 
     b = Bundle.load(bundle)
     b.check_integrity()
@@ -142,18 +144,22 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
     dataset = data or (manifest.get("verification") or {}).get("dataset") or (manifest.get("source") or {}).get("dataset")
     if not dataset:
         raise EdgeCNNError(f"{b.path}: manifest names no dataset; pass --data")
-    ds = load_dataset(dataset, data_root) if data_root else load_dataset(dataset)
+    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
     if len(ds.classes) != len(b.classes):
         raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
-    x, y = preprocessed(ds, "test", b.input, samples)
+    split = split or evaluation_split(ds, trained_on=(manifest.get("source") or {}).get("dataset"))
+    x, y = preprocessed(ds, split, b.input, samples)
+    if len(y) == 0:
+        raise EdgeCNNError(f"split '{split}' of '{dataset}' is empty")
+    log(f"verifying on {len(y)} images of {dataset}/{split}")
     model = _reference_model(manifest, checkpoint, log)
     reference = torch_logits(model, x) if model is not None else None
     records = []
     for a in b.artifacts:
-        rec = measure(artifact_logits(a, x), y, reference, dataset=dataset, split="test")
+        rec = measure(artifact_logits(a, x), y, reference, dataset=dataset, split=split)
         old = a.info.get("verified") or {}
         if reference is None and old.get("reference_accuracy") is not None and old.get("dataset") == dataset \
-                and old.get("samples") == rec["samples"]:
+                and old.get("samples") == rec["samples"] and old.get("split", "test") == split:
             # Same data as at export: the recorded PyTorch accuracy still measures the drop.
             rec["reference_accuracy"] = old["reference_accuracy"]
             rec["drop_points"] = round(100.0 * (old["reference_accuracy"] - rec["accuracy"]), 3)
@@ -166,7 +172,7 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
         from .report import write_report
 
         manifest = {**manifest, "artifacts": rows,
-                    "verification": {"dataset": dataset, "split": "test", "samples": int(len(y)),
+                    "verification": {"dataset": dataset, "split": split, "samples": int(len(y)),
                                      "max_drop_points": max_drop}}
         write_report(b.path, manifest)
         write_manifest(b.path, manifest)
