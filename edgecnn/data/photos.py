@@ -6,9 +6,10 @@ a baboon's face (fur), a fruit bowl, a circuit board. It is what a user's own sm
 like (450 images, 3 classes, 64-96 px) and it is made reproducibly (seeded) instead of committed.
 
 The splits come from different regions of each photo, so a test patch never shares pixels with a
-training patch: train from the left 60 % of the photo, val from the top half of the rest, test from
-its bottom half. Each patch is a random square of 60-100 % of the region's short side (at most
-half the photo's), optionally mirrored, resized to `size` px.
+training patch: each photo is cut into a 4 x 4 grid of blocks, and a seeded shuffle gives 10 blocks
+to train, 3 to val and 3 to test (each split sees all parts of the scene, e.g. every kind of fruit,
+but never the same pixels). Each patch is a random square of 60-100 % of a block's short side
+inside one block, optionally mirrored, resized to `size` px.
 """
 
 from __future__ import annotations
@@ -23,24 +24,31 @@ from ..errors import EdgeCNNError
 OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
 PHOTOS = {"animal": "baboon.jpg", "fruit": "fruits.jpg", "circuit": "board.jpg"}
 COUNTS = {"train": 100, "val": 20, "test": 30}  # per class: 450 images in all
+GRID = 4
+BLOCKS = {"train": 10, "val": 3, "test": 3}  # of the GRID x GRID blocks of each photo
 
 
-def _regions(h: int, w: int) -> dict[str, tuple[int, int, int, int]]:
-    """(y0, y1, x0, x1) of each split's region: disjoint, so no patch straddles two splits."""
-    xs = int(0.6 * w)
-    return {"train": (0, h, 0, xs), "val": (0, h // 2, xs, w), "test": (h // 2, h, xs, w)}
+def _regions(h: int, w: int, rng: np.random.Generator) -> dict[str, list[tuple[int, int, int, int]]]:
+    """(y0, y1, x0, x1) blocks of each split: disjoint, so no patch straddles two splits."""
+    blocks = [(r * h // GRID, (r + 1) * h // GRID, c * w // GRID, (c + 1) * w // GRID)
+              for r in range(GRID) for c in range(GRID)]
+    order = rng.permutation(len(blocks))
+    out, start = {}, 0
+    for split, n in BLOCKS.items():
+        out[split] = [blocks[i] for i in order[start : start + n]]
+        start += n
+    return out
 
 
-def _patches(img: np.ndarray, region: tuple[int, int, int, int], n: int, size: int,
+def _patches(img: np.ndarray, regions: list[tuple[int, int, int, int]], n: int, size: int,
              rng: np.random.Generator) -> list[np.ndarray]:
     import cv2
 
-    y0, y1, x0, x1 = region
-    short = min(y1 - y0, x1 - x0)
     out = []
-    for _ in range(n):
+    for i in range(n):
+        y0, y1, x0, x1 = regions[i % len(regions)]  # the split's blocks in turn
+        short = min(y1 - y0, x1 - x0)
         side = int(rng.integers(int(0.6 * short), short + 1))
-        side = min(side, min(img.shape[:2]) // 2)
         y = int(rng.integers(y0, y1 - side + 1))
         x = int(rng.integers(x0, x1 - side + 1))
         patch = img[y : y + side, x : x + side]
@@ -73,7 +81,7 @@ def make_photo_patches(out: str | os.PathLike, *, size: int = 64, counts: dict[s
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise EdgeCNNError(f"sample photo not found: {path} (Debian package opencv-doc)")
-        regions = _regions(*img.shape[:2])
+        regions = _regions(*img.shape[:2], rng)
         for split in splits:
             folder = root / split / cls if layout == "split" else root / cls
             folder.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--img-size", type=_positive_int, help="square input side (default: the model's)")
     p.add_argument("--width-mult", type=_positive_float, help="channel width multiplier (MobileNets)")
     p.add_argument("--small-input", action="store_true", help="28-32 px variant of torchvision models")
-    p.add_argument("--pretrained", action="store_true", help="start from torchvision ImageNet weights (needs them)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from torchvision's ImageNet weights (downloads them; offline: use --weights)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="fine-tune from a local weights file: torchvision's .pth (e.g. mobilenet_v2-*.pth), or an "
+                        "edgecnn/own checkpoint of the same architecture; the classifier is replaced for the new "
+                        "classes (ImageNet weights: ImageNet normalization and 224 px unless --img-size)")
+    p.add_argument("--freeze-backbone", type=int, default=0, metavar="EPOCHS",
+                   help="with --weights/--pretrained: train only the classifier for the first EPOCHS epochs")
     p.add_argument("--augment", dest="augment", action="store_true", default=None,
                    help="force augmentation (default: crop+flip for natural images; small affine for "
                         "digit-like data up to 10k training images)")
@@ -104,6 +111,7 @@ def _train(args: argparse.Namespace) -> int:
         small_input=args.small_input, pretrained=args.pretrained, seed=args.seed, resume=resume,
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
         train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
+        weights=args.weights, freeze_backbone=args.freeze_backbone,
     )
     from .checkpoint import read_checkpoint
 

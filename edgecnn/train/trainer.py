@@ -251,7 +251,7 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         train_limit: int | None = None, amp: bool = True, resume: dict | None = None,
         on_epoch: Callable[[EpochEnd], None] | None = None, progress: bool = True,
         set_train_mode: Callable[[nn.Module, bool], Any] | None = None,
-        bn_images: int = BN_IMAGES) -> list[dict]:
+        bn_images: int = BN_IMAGES, freeze_backbone_epochs: int = 0) -> list[dict]:
     """Train `model` in place; return the per-epoch history.
 
     Args:
@@ -277,6 +277,7 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         bn_images: after each epoch, BatchNorm statistics are re-estimated on up to this many
             un-augmented training images (`recalibrate_batchnorm`), so that validation and the saved
             checkpoints are what eval mode computes; 0 disables it (and it is skipped for QAT graphs).
+        freeze_backbone_epochs: for the first epochs, only the classifier (the last Linear) learns.
 
     Returns:
         list of per-epoch dicts: epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5,
@@ -335,6 +336,9 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         sched = _make_schedule(opt, schedule, lr, total_steps)
     if start_epoch >= epochs:
         raise EdgeCNNError(f"already trained {start_epoch} epochs; ask for more with --epochs (> {start_epoch})")
+    if freeze_backbone_epochs and world > 1:
+        raise EdgeCNNError("--freeze-backbone is not supported under torchrun (DDP needs a fixed set of "
+                           "trained parameters)")
 
     for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -349,6 +353,12 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             sampler = RandomSampler(train_data, generator=sampler_seed_gen.manual_seed(epoch_seed))
         loader = DataLoader(train_data, batch_size=batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=dev.type == "cuda", persistent_workers=False)
+        if freeze_backbone_epochs:
+            from .weights import set_backbone_trainable
+
+            frozen = epoch <= freeze_backbone_epochs
+            if set_backbone_trainable(model, not frozen) and rank == 0:
+                print("backbone frozen: only the classifier learns" if frozen else "backbone unfrozen", flush=True)
         mode(net, True)
         loss_sum = torch.zeros((), dtype=torch.float64)
         correct = torch.zeros((), dtype=torch.int64)
@@ -474,11 +484,14 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
           pretrained: bool = False, seed: int = 0, resume: str | os.PathLike | None = None,
           device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool | None = None,
           train_limit: int | None = None, overwrite: bool = False, progress: bool = True,
-          threads: int | None = None) -> Path:
+          threads: int | None = None, bn_images: int = BN_IMAGES, weights: str | os.PathLike | None = None,
+          freeze_backbone: int = 0) -> Path:
     """Train a registry model on a named dataset and write a run directory; returns best.pt's path.
 
     `resume` is a last.pt path: the run continues with that run's settings (only `epochs`,
     `device` and `workers` may change). `threads`: CPU threads (default `default_threads()`).
+    `weights`: a local weights file to fine-tune from (`edgecnn.train.weights`; the classifier is
+    replaced for these classes); `freeze_backbone`: train only the classifier for that many epochs.
     """
     out = Path(out or f"runs/{name}-{data.replace(':', '-').replace('/', '-')}")
     resume_ckpt = None
@@ -497,7 +510,11 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
         if (out / "last.pt").exists() and not overwrite:
             raise EdgeCNNError(f"{out} already holds a run (last.pt); continue it with --resume, "
                                "or pass --overwrite / another --out")
-        hp = default_hyperparameters(name, pretrained)
+        if weights is not None and pretrained:
+            raise EdgeCNNError("--weights and --pretrained both choose the starting weights; pass one")
+        if freeze_backbone and weights is None and not pretrained:
+            raise EdgeCNNError("--freeze-backbone needs starting weights (--weights FILE or --pretrained)")
+        hp = default_hyperparameters(name, pretrained or weights is not None)
         args = {
             "model": name, "data": data, "data_root": data_root, "epochs": epochs,
             "batch_size": batch_size, "lr": lr,  # defaults below, once the training set size is known
@@ -506,6 +523,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
             "schedule": schedule, "label_smoothing": label_smoothing, "img_size": img_size,
             "width_mult": width_mult, "small_input": small_input, "pretrained": pretrained, "seed": seed,
             "device": device, "workers": workers, "augment": augment, "train_limit": train_limit,
+            "weights": str(weights) if weights is not None else None, "freeze_backbone": freeze_backbone,
         }
     if args["optimizer"] not in OPTIMIZERS:
         raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
@@ -518,19 +536,38 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     if "train" not in ds.splits:
         raise EdgeCNNError(f"{ds.name} has no training images (a train/ folder, or class folders)")
     n_train = len(ds.split("train")[1])
+    fine_tune = bool(args["pretrained"] or args.get("weights"))
     if args["batch_size"] is None:  # a new run without --batch-size / --lr: the defaults for this size
-        hp = default_hyperparameters(name, pretrained)
+        hp = default_hyperparameters(name, fine_tune)
         args["batch_size"] = small_data_batch(hp["batch_size"], min(n_train, args["train_limit"] or n_train))
         if args["lr"] is None and args["optimizer"] == "sgd":  # linear scaling rule (SGD)
             args["lr"] = hp["lr"] * args["batch_size"] / hp["batch_size"]
     if args["lr"] is None:
-        args["lr"] = default_hyperparameters(name, pretrained)["lr"]
+        args["lr"] = default_hyperparameters(name, fine_tune)["lr"]
+    source = None  # (state_dict, edgecnn checkpoint or None) of --weights, read once
+    start = {"size": None, "mean": None, "std": None, "why": ""}
+    if args.get("weights") and resume_ckpt is None:
+        from .weights import input_defaults, read_weights
+
+        source = read_weights(args["weights"], name)
+        start = input_defaults(*source, ds.channels)
+    elif args["pretrained"]:  # torchvision's ImageNet weights
+        from .weights import IMAGENET_MEAN, IMAGENET_STD
+
+        start = {"size": None, "mean": IMAGENET_MEAN if ds.channels == 3 else (sum(IMAGENET_MEAN) / 3,),
+                 "std": IMAGENET_STD if ds.channels == 3 else (sum(IMAGENET_STD) / 3,), "why": "ImageNet weights"}
     if args["augment"] is None:
         args["augment"] = default_augment(ds, min(n_train, args["train_limit"] or n_train))
     if args["epochs"] is None:
         args["epochs"] = default_epochs(min(n_train, args["train_limit"] or n_train))
-    size = input_size_for(name, small_input=args["small_input"], img_size=args["img_size"])
-    input_spec = default_input_spec(ds, size, resize="center_crop" if ds.name.startswith("folder:") else "stretch")
+    if resume_ckpt is not None:  # a resumed run keeps its input exactly
+        input_spec = dict(resume_ckpt["input"])
+        size = int(input_spec["height"])
+    else:
+        size = input_size_for(name, small_input=args["small_input"], img_size=args["img_size"] or start["size"])
+        input_spec = default_input_spec(ds, size, resize="center_crop" if ds.name.startswith("folder:") else "stretch")
+        if start["mean"] is not None:
+            input_spec.update(mean=[float(v) for v in start["mean"]], std=[float(v) for v in start["std"]])
     model_spec = get_spec(name)
     options = {"width_mult": args["width_mult"], "small_input": args["small_input"] or None,
                "pretrained": args["pretrained"] or None,
@@ -538,8 +575,15 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
                "input_size": size if "input_size" in model_spec.options and size != model_spec.default_input_size else None}
     options = {k: v for k, v in options.items() if v is not None}
     model = build_model(name, len(ds.classes), ds.channels, **options)
+    transfer = None
     if resume_ckpt is not None:
         model.load_state_dict(resume_ckpt["state_dict"])
+    elif source is not None:
+        from ..utils import sha256_file
+        from .weights import load_transfer_weights
+
+        transfer = load_transfer_weights(model, args["weights"], name, preloaded=source, classes=ds.classes)
+        args["weights_sha256"] = sha256_file(args["weights"])
 
     dev = resolve_device(args["device"])
     started_group = setup_distributed(dev)
@@ -555,6 +599,13 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
             print(f"resuming after epoch {resume_ckpt['resume']['epoch']} from {resume}", flush=True)
         for line in data_report(ds, args["train_limit"]):
             print(line, flush=True)
+        if transfer is not None:
+            head = (f"classifier '{transfer.head}' replaced ({transfer.source_classes} -> {len(ds.classes)} classes)"
+                    if transfer.head_replaced else f"classifier '{transfer.head}' kept ({len(ds.classes)} classes)")
+            print(f"weights: {transfer.loaded} tensors from {transfer.path} ({transfer.kind}); {head}"
+                  + "".join(f"; {n}" for n in transfer.notes)
+                  + (f"; input {size} px, mean {input_spec['mean']} std {input_spec['std']} ({start['why']})"
+                     if start["why"] else ""), flush=True)
 
     def checkpoint(model: nn.Module, epoch: int, metrics: dict, resume_state: dict | None = None) -> dict:
         return make_checkpoint(model, name=name, num_classes=len(ds.classes), in_channels=ds.channels,
@@ -583,7 +634,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
                       label_smoothing=args["label_smoothing"], schedule=args["schedule"], seed=args["seed"],
                       device=dev, augment=args["augment"], workers=args["workers"],
                       train_limit=args["train_limit"], resume=resume_ckpt["resume"] if resume_ckpt else None,
-                      on_epoch=on_epoch, progress=progress)
+                      on_epoch=on_epoch, progress=progress, bn_images=bn_images,
+                      freeze_backbone_epochs=int(args.get("freeze_backbone") or 0))
         seconds = time.perf_counter() - t0
         if main:
             _finish(out, ds, input_spec, history, seconds, args, name, dev, record)
