@@ -95,7 +95,7 @@ def test_data_report_lines(photos):
     assert "val" in lines[1] and "60 images" in lines[1]
     assert "cannot select a best epoch reliably" in lines[-1]  # 60 val images: one image = 1.7 points
     digits = data_report(load_dataset("digits"))
-    assert "10 classes, min" in digits[0] and not any("note:" in line for line in digits)
+    assert re.search(r"10 classes, (min \d+|\d+ each)", digits[0]) and not any("note:" in ln for ln in digits)
 
 
 # --- any input size ----------------------------------------------------------------------------
@@ -120,15 +120,16 @@ def _train_and_export(capsys, tmp_path, model, data, size, formats="onnx,tflite"
 
 def test_lenet5_96px_and_simplecnn_28px_train_and_export(photos, tmp_path, capsys):
     """The two shapes that crashed (mat1 and mat2 shapes cannot be multiplied): computed flatten."""
-    m = _train_and_export(capsys, tmp_path, "lenet5", "digits", 96)
-    assert {a["format"] for a in m["artifacts"]} == {"onnx", "tflite"}
-    _train_and_export(capsys, tmp_path, "simplecnn", f"folder:{photos}", 28)
+    m = _train_and_export(capsys, tmp_path, "lenet5", "digits", 96, formats="onnx")
+    assert {a["format"] for a in m["artifacts"]} == {"onnx"}
+    _train_and_export(capsys, tmp_path, "simplecnn", f"folder:{photos}", 28, formats="onnx")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [28, 32, 64, 96])
 @pytest.mark.parametrize("model", ["lenet5", "simplecnn"])
 def test_every_size_trains_and_exports(photos, tmp_path, capsys, model, size):
+    """ONNX and TFLite (LiteRT conversion takes most of the time, hence slow)."""
     data = "digits" if model == "lenet5" else f"folder:{photos}"
     _train_and_export(capsys, tmp_path, model, data, size)
 
@@ -171,7 +172,9 @@ def test_mobilenet_v3_small_leaves_chance_on_small_colour_data(photos, tmp_path,
 
 def test_chance_level_run_is_flagged_and_export_refuses_it(tmp_path, capsys):
     out = tmp_path / "run"
-    rc, _, err = cli(capsys, "train", "lenet5", "--epochs", "1", "--train-limit", 4, "--out", out, *TRAIN)
+    # lr 1e-12: the seeded initial weights stay as they are, a model that has learnt nothing
+    rc, _, err = cli(capsys, "train", "lenet5", "--epochs", "1", "--train-limit", 64, "--lr", "1e-12",
+                     "--out", out, *TRAIN)
     assert rc == 3 and "never left chance" in err
     assert read_checkpoint(out / "best.pt")["metrics"]["at_chance"] is True
     rc, _, err = cli(capsys, "export", out / "best.pt", "--formats", "onnx", "--out", tmp_path / "b")

@@ -696,6 +696,8 @@ def class_balance(labels: np.ndarray, classes: list[str]) -> str:
     if len(classes) <= 6:
         return ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
     lo, hi = int(counts.argmin()), int(counts.argmax())
+    if counts[lo] == counts[hi]:
+        return f"{len(classes)} classes, {counts[lo]} each"
     return f"{len(classes)} classes, min {counts[lo]} ({classes[lo]}) .. max {counts[hi]} ({classes[hi]}) per class"
 
 
