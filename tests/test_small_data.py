@@ -311,7 +311,8 @@ def test_bad_weights_are_one_clear_line(fashion_weights, tmp_path, capsys):
     torch.save({"lr": 0.1}, tmp_path / "no_tensors.pth")
     cases = {
         "other architecture": ("mobilenet_v2", tmp_path / "resnet18.pth",
-                               "lacks tensor 'features.0.0.weight' [32, 3, 3, 3]"),
+                               "lacks tensor 'features.0.0.weight' [32, 1, 3, 3] (260 of the model's tensors "
+                               "missing; the file's first is 'conv1.weight' [64, 3, 7, 7]"),  # digits: grey
         "other checkpoint": ("simplecnn", fashion_weights, "is an edgecnn 'lenet5' checkpoint, not 'simplecnn'"),
         "other shapes": ("lenet5", tmp_path / "lenet64.pth",
                          "first mismatching tensor 'classifier.1.weight': file [120, 3380] vs model [120, 400]"),
