@@ -315,7 +315,7 @@ def test_bad_weights_are_one_clear_line(fashion_weights, tmp_path, capsys):
                                "missing; the file's first is 'conv1.weight' [64, 3, 7, 7]"),  # digits: grey
         "other checkpoint": ("simplecnn", fashion_weights, "is an edgecnn 'lenet5' checkpoint, not 'simplecnn'"),
         "other shapes": ("lenet5", tmp_path / "lenet64.pth",
-                         "first mismatching tensor 'classifier.1.weight': file [120, 3380] vs model [120, 400]"),
+                         "first mismatching tensor 'classifier.1.weight': file [120, 2704] vs model [120, 400]"),
         "corrupt": ("lenet5", tmp_path / "corrupt.pth", "not a readable weights file"),
         "no tensors": ("lenet5", tmp_path / "no_tensors.pth", "holds no state_dict"),
         "missing": ("lenet5", tmp_path / "nope.pth", "weights file not found"),
