@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {ckpt}")
 
     print("\nexport ONNX + TFLite, fp32 + int8, verified on the test split")
-    # A fast smoke run trains too briefly for int8 to track fp32 closely: allow any drop there.
+    # A fast smoke run trains too briefly for int8 to track fp32 closely (or even to leave chance level):
+    # allow any drop there.
     bundle = export_bundle(ckpt, ("onnx", "tflite"), int8=True, calib=args.data, data_root=args.data_root,
                            out=out / "bundle", force=True, name="simplecnn-cifar10",
-                           max_drop=100.0 if args.fast else 1.0)
+                           max_drop=100.0 if args.fast else 1.0, allow_chance=args.fast)
 
     print("\nprofile every artifact")
     report = profile_bundle(bundle, runs=20 if args.fast else 200, threads="1" if args.fast else None,

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     bundle = export_bundle(compressed, ("onnx", "tflite"), int8=True, calib="fashion-mnist",
                            data_root=args.data_root, out=out / "bundle", force=True,
                            name="mobilenetv2-fashion-mnist", verify_samples=eval_limit,
-                           max_drop=100.0 if fast else 1.0)
+                           max_drop=100.0 if fast else 1.0, allow_chance=fast)
 
     print("\n4. benchmark every artifact")
     report = profile_bundle(bundle, runs=20 if fast else 200, threads="1" if fast else None, progress=not fast)

@@ -187,6 +187,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, digits_ckpt):
     real = digits_ckpt.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(real[: len(real) // 2])
     _write_png_folder(tmp_path / "two_classes")
+    (tmp_path / "two_classes" / "0").rename(tmp_path / "two_classes" / "a")
+    (tmp_path / "two_classes").rename(tmp_path / "other_classes")
     cases = {
         "unknown model": (["train", "vgg99", "--out", tmp_path / "r1"], "unknown model 'vgg99'"),
         "missing data root": (["train", "lenet5", "--data", "fashion-mnist", "--data-root", tmp_path / "nope",
@@ -202,8 +204,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, digits_ckpt):
         "foreign checkpoint": (["eval", tmp_path / "foreign.pt"], "not an edgecnn checkpoint"),
         "bare state_dict": (["eval", tmp_path / "state_dict.pt"], "not an edgecnn checkpoint"),
         "missing checkpoint": (["eval", tmp_path / "none.pt"], "checkpoint not found"),
-        "wrong dataset": (["eval", digits_ckpt, "--data", f"folder:{tmp_path / 'two_classes'}"],
-                          "has 2 classes but the checkpoint was trained on 10"),
+        "wrong classes": (["eval", digits_ckpt, "--data", f"folder:{tmp_path / 'other_classes'}"],
+                          "class 'a' is not among the model's classes"),
         "resume without run": (["train", "lenet5", "--out", tmp_path / "r6", "--resume"], "checkpoint not found"),
         "resume from best.pt": (["train", "lenet5", "--resume", digits_ckpt, "--out", tmp_path / "r7"],
                                 "no resume state"),

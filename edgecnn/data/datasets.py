@@ -36,15 +36,52 @@ class Dataset:
     std: tuple[float, ...]
     natural: bool  # natural images: horizontal flip is a valid augmentation (not for digits/clothes text)
     splits: dict[str, tuple[Sequence[np.ndarray], np.ndarray]] = field(repr=False)
+    flat: bool = False  # a folder of class subfolders that edgecnn split itself (70/10/20)
 
     def split(self, name: str) -> tuple[Sequence[np.ndarray], np.ndarray]:
+        """The images and labels of one split; "all" = every split together (train, val, test order)."""
+        if name == "all":
+            parts = [self.splits[k] for k in (*SPLITS, *[k for k in self.splits if k not in SPLITS])
+                     if k in self.splits]
+            return _concat([p[0] for p in parts]), np.concatenate([np.asarray(p[1]) for p in parts]) \
+                if parts else np.zeros(0, dtype=np.int64)
         if name not in self.splits:
-            raise EdgeCNNError(f"dataset '{self.name}' has no split '{name}' (has: {', '.join(self.splits)})")
+            raise EdgeCNNError(f"dataset '{self.name}' has no split '{name}' (has: {', '.join(self.splits)}, all)")
         return self.splits[name]
 
     @property
     def color(self) -> str:
         return "GRAY" if self.channels == 1 else "RGB"
+
+
+def _concat(images: list[Sequence[np.ndarray]]) -> Sequence[np.ndarray]:
+    if images and all(isinstance(i, ImageFiles) for i in images):
+        return ImageFiles([p for i in images for p in i.paths], images[0].channels)  # type: ignore[attr-defined]
+    return np.concatenate([np.asarray(i) for i in images]) if images else np.zeros((0, 1, 1), np.uint8)
+
+
+def same_dataset(a: str | None, b: str | None) -> bool:
+    """Do two dataset names mean the same data? folder:PATH names compare their resolved paths."""
+    if not a or not b:
+        return False
+    if a.startswith("folder:") and b.startswith("folder:"):
+        return Path(a[7:]).expanduser().resolve() == Path(b[7:]).expanduser().resolve()
+    return a == b
+
+
+def evaluation_split(ds: Dataset, trained_on: str | None = None) -> str:
+    """The split that evaluates a model on `ds` when none is asked for.
+
+    A flat folder the model was not trained on is used whole ("all"): it is a held-out set. The
+    training dataset itself gives its test split (never trained on); a folder holding only val/
+    gives val.
+    """
+    if ds.flat and not same_dataset(ds.name, trained_on):
+        return "all"
+    for name in ("test", "val"):
+        if name in ds.splits and len(ds.splits[name][1]):
+            return name
+    return "all"
 
 
 def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int = 0) -> dict[str, np.ndarray]:
@@ -316,33 +353,40 @@ def _scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list
     labels: list[int] = []
     for f in folders:
         if f.name not in classes:
-            raise EdgeCNNError(f"{f}: class '{f.name}' is not among the training classes")
+            raise EdgeCNNError(f"{f}: class '{f.name}' is not among the model's classes ({', '.join(classes)})")
         files = _images_in(f)
         paths += files
         labels += [classes.index(f.name)] * len(files)
     return classes, paths, np.asarray(labels, dtype=np.int64)
 
 
-def load_folder(path: str | os.PathLike) -> Dataset:
+def load_folder(path: str | os.PathLike, classes: list[str] | None = None, channels: int | None = None) -> Dataset:
     """Users' own images in the ImageFolder layout: PATH/<class>/<images>, split 70/10/20 (stratified,
-    seed 0); or PATH/train/<class>/..., PATH/test/<class>/... (and optionally PATH/val/...)."""
+    seed 0); or PATH/train/<class>/..., PATH/val/..., PATH/test/... (any of them: a folder holding only
+    test/ or val/ is an evaluation set).
+
+    `classes` (a model's class names) maps subfolders to those labels, so a held-out folder may hold
+    only some of the classes; `channels` (1 or 3) reads the images as the model expects them.
+    """
     root = Path(path).expanduser()
     if not root.is_dir():
         raise EdgeCNNError(f"folder dataset not found: {root}")
     sub = {p.name for p in _class_folders(root)}
-    presplit = "train" in sub and ("test" in sub or "val" in sub)
+    present = [k for k in SPLITS if k in sub]
+    presplit = bool(present) and (sub <= set(SPLITS) or ("train" in sub and ("test" in sub or "val" in sub)))
+    parts: dict[str, tuple[list[Path], np.ndarray]] = {}
     if presplit:
-        classes, train_paths, train_labels = _scan(root / "train")
-        parts: dict[str, tuple[list[Path], np.ndarray]] = {"train": (train_paths, train_labels)}
-        for name in ("val", "test"):
-            if (root / name).is_dir():
-                _, p, lab = _scan(root / name, classes)
-                parts[name] = (p, lab)
+        if classes is None:  # the training classes; without train/, every class folder of the splits
+            classes = [f.name for f in _class_folders(root / "train")] if "train" in present else \
+                sorted({f.name for k in present for f in _class_folders(root / k)})
+        for name in present:
+            _, p, lab = _scan(root / name, classes)
+            parts[name] = (p, lab)
     else:
-        classes, paths, labels = _scan(root)
+        classes, paths, labels = _scan(root, classes)
     if len(classes) == 0:
         raise EdgeCNNError(f"{root}: no class subfolders (expected {root}/<class name>/<image files>)")
-    n_found = len(train_paths) if presplit else len(paths)
+    n_found = sum(len(p) for p, _ in parts.values()) if presplit else len(paths)
     if n_found == 0:
         raise EdgeCNNError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...) in its class subfolders")
     if len(classes) < 2:
@@ -350,20 +394,21 @@ def load_folder(path: str | os.PathLike) -> Dataset:
     if not presplit:
         idx = stratified_split(labels, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=0)
         parts = {k: ([paths[i] for i in v], labels[v]) for k, v in idx.items()}
-    elif "val" not in parts:
+    elif "val" not in parts and "train" in parts:
         p, lab = parts["train"]
         idx = stratified_split(lab, {"train": 0.9, "val": 0.1}, seed=0)
         parts.update({k: ([p[i] for i in v], lab[v]) for k, v in idx.items()})
 
     # Greyscale data stays 1-channel (cheaper models); any real colour makes it RGB.
-    train_paths = parts["train"][0]
+    first = next(p for p, _ in (parts[k] for k in (*SPLITS,) if k in parts) if len(p))
     rng = np.random.default_rng(0)
-    sample = [train_paths[i] for i in rng.choice(len(train_paths), size=min(64, len(train_paths)), replace=False)]
-    colour = False
-    for p in sample:
-        img = _read_rgb_or_gray(p, 3)
-        colour = colour or bool(np.any(img[..., 0] != img[..., 1]) or np.any(img[..., 1] != img[..., 2]))
-    channels = 3 if colour else 1
+    sample = [first[i] for i in rng.choice(len(first), size=min(64, len(first)), replace=False)]
+    if channels is None:
+        colour = False
+        for p in sample:
+            img = _read_rgb_or_gray(p, 3)
+            colour = colour or bool(np.any(img[..., 0] != img[..., 1]) or np.any(img[..., 1] != img[..., 2]))
+        channels = 3 if colour else 1
     pixels = [(_read_rgb_or_gray(p, channels).reshape(-1, channels) / 255.0) for p in sample]
     mean = tuple(round(float(np.mean([px.mean(0)[c] for px in pixels])), 4) for c in range(channels))
     std = tuple(round(max(float(np.mean([px.std(0)[c] for px in pixels])), 1e-3), 4) for c in range(channels))
@@ -375,4 +420,5 @@ def load_folder(path: str | os.PathLike) -> Dataset:
         std=std,
         natural=channels == 3,
         splits={k: (ImageFiles(p, channels), np.asarray(lab, dtype=np.int64)) for k, (p, lab) in parts.items()},
+        flat=not presplit,
     )

@@ -86,7 +86,8 @@ def _load_data(name: str, data_root: str | None):
 
 
 def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
-                   predict: Callable[[np.ndarray], np.ndarray] | None = None, spec: dict | None = None) -> list[dict]:
+                   predict: Callable[[np.ndarray], np.ndarray] | None = None, spec: dict | None = None,
+                   split: str = "test") -> list[dict]:
     """A few real held-out test images as PNG, so a device can check itself without a dataset.
 
     With `predict` (float32 NCHW batch -> PyTorch logits) and the input `spec`, PyTorch's class for
@@ -98,7 +99,7 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
 
     from ..preprocess import preprocess
 
-    images, labels = ds.split("test")
+    images, labels = ds.split(split)
     labels = np.asarray(labels)
     (stage / "samples").mkdir()
     records = []
@@ -119,6 +120,25 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
     return records
 
 
+def _check_chance(ckpt_path: Path, ckpt: dict, reference: np.ndarray, labels: np.ndarray, allow: bool,
+                  log: Callable[[str], None]) -> None:
+    """Refuse a model that training flagged, or that scores no better than chance on the test data."""
+    from ..train.chance import above_chance, describe
+
+    acc = float((reference.argmax(1) == labels).mean()) if len(labels) else None
+    flagged = bool((ckpt.get("metrics") or {}).get("at_chance"))
+    measured = acc is not None and not above_chance(acc, labels)
+    if not (flagged or measured):
+        return
+    why = ("training flagged it: validation accuracy never left chance" if flagged else
+           f"its test accuracy is {describe(acc, labels, list(ckpt['classes']))}")
+    if allow:
+        log(f"warning: --allow-chance: exporting a model at chance level ({why})")
+        return
+    raise EdgeCNNError(f"{ckpt_path}: the model is at chance level ({why}); export refuses it: train it "
+                       "properly, or pass --allow-chance to export it anyway")
+
+
 def export_bundle(
     checkpoint: str | Path,
     formats: str | Iterable[str] = ("onnx", "tflite"),
@@ -135,6 +155,8 @@ def export_bundle(
     verify_samples: int | None = None,
     device: str | None = None,
     log: Callable[[str], None] = print,
+    allow_chance: bool = False,
+    test_data: str | None = None,
 ) -> Path:
     """Export a checkpoint to a verified bundle directory and return its path.
 
@@ -145,6 +167,8 @@ def export_bundle(
     tflm (TensorFlow Lite Micro) needs int8: the full-integer int8 TFLite file, checked, measured and
     verified in the TFLM interpreter, plus C/C++ sources in tflm/; `device` (an MCU profile such as
     "cortex-m4") records and prints whether it fits that part.
+    A model at chance level (flagged by training, or measured so here) is refused unless `allow_chance`.
+    `test_data` verifies on another dataset (a flat folder:PATH whole) instead of the checkpoint's test split.
     """
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint
 
@@ -173,18 +197,27 @@ def export_bundle(
     _check_out_dir(out, source_sha, force, log)
 
     ds = _load_data(dataset, data_root)
-    x_test, y_test = preprocessed(ds, "test", spec, verify_samples)
+    from ..data import evaluation_split
+
+    vname = test_data or dataset
+    vds = ds if vname == dataset else load_dataset(vname, data_root, classes=list(ckpt["classes"]),
+                                                   channels=int(spec["channels"]))
+    vsplit = evaluation_split(vds, trained_on=dataset)
+    x_test, y_test = preprocessed(vds, vsplit, spec, verify_samples)
+    if len(y_test) == 0:
+        raise EdgeCNNError(f"split '{vsplit}' of '{vname}' is empty: nothing to verify the export on")
+    log(f"verification: {len(y_test)} images of {vname}/{vsplit}")
     x_calib = None
     if calib:
         cds = ds if calib == dataset else _load_data(calib, data_root)
         x_calib, _ = preprocessed(cds, "train", spec, calib_size)
         log(f"calibration: {len(x_calib)} samples from the '{calib}' training split")
-    samples = _write_samples_fn(ds, list(ckpt["classes"]), model, spec)
-    images, labels = ds.split("test")
+    samples = _write_samples_fn(vds, list(ckpt["classes"]), model, spec, vsplit)
+    images, labels = vds.split(vsplit)
     tflm_sample = (np.asarray(images[0]), list(ckpt["classes"])[int(np.asarray(labels)[0])]) if len(labels) else None
     return build_bundle(
         model, out, fmts, fp16=fp16, int8=int8, spec=spec, classes=list(ckpt["classes"]), x_test=x_test,
-        y_test=y_test, x_calib=x_calib, verification={"dataset": dataset, "split": "test"}, max_drop=max_drop,
+        y_test=y_test, x_calib=x_calib, verification={"dataset": vname, "split": vsplit}, max_drop=max_drop,
         name=name, qat_ckpt=ckpt if ckpt.get("qat") else None, log=log, samples=samples,
         model_block={"name": mname, "kwargs": {"num_classes": ckpt["model"]["num_classes"],
                                                "in_channels": ckpt["model"]["in_channels"],
@@ -193,14 +226,16 @@ def export_bundle(
                 "accuracy": (ckpt.get("metrics") or {}).get("test_acc")},
         calibration={"dataset": calib, "split": "train", "samples": int(len(x_calib))} if x_calib is not None else None,
         device=device, tflm_sample=tflm_sample, source_name=ckpt_path.name,
+        check_reference=lambda reference: _check_chance(ckpt_path, ckpt, reference, y_test, allow_chance, log),
     )
 
 
-def _write_samples_fn(ds, classes: list[str], model, spec: dict) -> Callable[[Path], list[dict]]:
-    """The bundle's samples/ writer for `ds`'s test split (PyTorch's class recorded per sample)."""
+def _write_samples_fn(ds, classes: list[str], model, spec: dict, split: str = "test") -> Callable[[Path], list[dict]]:
+    """The bundle's samples/ writer for `ds`'s `split` (PyTorch's class recorded per sample)."""
     from .verify import torch_logits
 
-    return lambda stage: _write_samples(stage, ds, classes, SAMPLES_PER_CLASS, lambda x: torch_logits(model, x), spec)
+    return lambda stage: _write_samples(stage, ds, classes, SAMPLES_PER_CLASS, lambda x: torch_logits(model, x), spec,
+                                        split=split)
 
 
 def build_bundle(model, out: Path, fmts: list[str], *, fp16: bool, int8: bool, spec: dict, classes: list[str],
@@ -208,7 +243,8 @@ def build_bundle(model, out: Path, fmts: list[str], *, fp16: bool, int8: bool, s
                  max_drop: float, name: str | None, model_block: dict, source: dict, calibration: dict | None,
                  samples: Callable[[Path], list[dict]] | None, qat_ckpt: dict | None = None,
                  device: str | None = None, tflm_sample: tuple[np.ndarray, str] | None = None,
-                 source_name: str = "model", log: Callable[[str], None] = print) -> Path:
+                 source_name: str = "model", check_reference: Callable[[np.ndarray], None] | None = None,
+                 log: Callable[[str], None] = print) -> Path:
     """Export a live eval-mode `model` to every planned artifact, verify each, write the bundle atomically.
 
     The one machinery behind `export_bundle` (checkpoints) and `export_model` (any nn.Module).
@@ -217,12 +253,15 @@ def build_bundle(model, out: Path, fmts: list[str], *, fp16: bool, int8: bool, s
     disagrees with PyTorch on more than `max_drop` percent of the images.
     tflm: `device` (an MCU profile) to check the fit on; `tflm_sample` (raw image, label) embedded in the
     generated main.cc; `source_name` names the source in the generated files.
+    `check_reference(PyTorch logits on x_test)` may refuse the model before anything is exported.
     """
     from ..models import count_macs, count_params
     from .verify import artifact_logits, check_drop, format_table, torch_logits
 
     dataset, split = verification["dataset"], verification["split"]
     reference = torch_logits(model, x_test)
+    if check_reference is not None:
+        check_reference(reference)
 
     want_onnx = "onnx" in fmts or "tensorrt" in fmts
     plan: list[tuple[str, str, str]] = []  # (file, format, precision)

@@ -28,11 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fail if an artifact loses more top-1 accuracy points than this (default 1.0)")
     hidden_alias(p, p.add_argument("--eval-limit", dest="verify_samples", type=int, metavar="N",
                                    help="verify on a seeded subset of N test images (default: all)"), "--verify-samples")
+    p.add_argument("--test", metavar="DATA", help="verify on this dataset instead (default: the checkpoint's "
+                                                  "test split); a flat folder:PATH is used whole")
     p.add_argument("--out", help="bundle directory (default: export/<model>-<dataset>)")
     p.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
     p.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
     p.add_argument("--device", metavar="PROFILE", help="with tflm: say whether the model fits this microcontroller "
                    "profile (cortex-m4, cortex-m7, esp32-s3, rp2040)")
+    p.add_argument("--allow-chance", action="store_true",
+                   help="export even a model at chance level (training flagged it, or its test accuracy is no "
+                        "better than always predicting the commonest class)")
     p.set_defaults(func=_export)
 
     v = sub.add_parser(
@@ -47,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--checkpoint", help="source checkpoint (default: the path in the manifest, if unchanged)")
     hidden_alias(v, v.add_argument("--eval-limit", dest="samples", type=int, metavar="N",
                                    help="verify on a seeded subset of N test images (default: all)"), "--samples")
+    v.add_argument("--split", choices=("all", "train", "val", "test"),
+                   help="default: all of a folder:PATH the model was not trained on, else test")
     v.add_argument("--max-drop", type=float, default=1.0, metavar="PTS", help="fail above this drop (default 1.0)")
     v.add_argument("--write", action="store_true", help="record the new numbers in manifest.json and REPORT.md")
     v.set_defaults(func=_verify)
@@ -117,6 +124,8 @@ def _export(args: argparse.Namespace) -> int:
         verify_samples=args.verify_samples,
         device=args.device,
         log=_log,
+        allow_chance=args.allow_chance,
+        test_data=args.test,
     )
     return 0
 
@@ -125,7 +134,7 @@ def _verify(args: argparse.Namespace) -> int:
     from .verify import verify_bundle
 
     verify_bundle(args.bundle, data=args.data, data_root=args.data_root, checkpoint=args.checkpoint,
-                  samples=args.samples, max_drop=args.max_drop, write=args.write, log=_log)
+                  samples=args.samples, max_drop=args.max_drop, write=args.write, log=_log, split=args.split)
     return 0
 
 

@@ -41,17 +41,19 @@ def torch_logits(model, x_nchw: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(outs).astype(np.float32)
 
 
-def recorded_reference(info: dict, manifest: dict, dataset: str) -> tuple[float, int | None] | None:
+def recorded_reference(info: dict, manifest: dict, dataset: str, split: str = "test") -> tuple[float, int | None] | None:
     """Accuracy-only mode: (reference accuracy, the samples it was measured on) from the manifest.
 
-    The artifact's own `verified.reference_accuracy` (PyTorch at export), else the source
-    checkpoint's test accuracy (the whole test split: samples None); None if neither is for `dataset`.
+    The artifact's own `verified.reference_accuracy` (PyTorch at export, on the same dataset and split),
+    else the source checkpoint's test accuracy (the whole test split: samples None); None if neither
+    is for `dataset`/`split`.
     """
     old = info.get("verified") or {}
-    if old.get("dataset") == dataset and isinstance(old.get("reference_accuracy"), (int, float)):
+    if old.get("dataset") == dataset and old.get("split", "test") == split \
+            and isinstance(old.get("reference_accuracy"), (int, float)):
         return float(old["reference_accuracy"]), old.get("samples")
     src = manifest.get("source") or {}
-    if src.get("dataset") == dataset and isinstance(src.get("accuracy"), (int, float)):
+    if split == "test" and src.get("dataset") == dataset and isinstance(src.get("accuracy"), (int, float)):
         return float(src["accuracy"]), None
     return None
 
@@ -114,13 +116,15 @@ def _reference_model(manifest: dict, checkpoint: str | Path | None, log) -> obje
 
 def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str | None = None,
                   checkpoint: str | Path | None = None, samples: int | None = None, max_drop: float = 1.0,
-                  write: bool = False, log=print) -> list[dict]:
+                  write: bool = False, log=print, split: str | None = None) -> list[dict]:
     """Re-verify every artifact of a bundle on real data; raise EdgeCNNError if one drops too much.
 
-    Returns the `verified` records. With `write`, they replace the manifest's (atomically).
+    `split` defaults to `edgecnn.data.evaluation_split`: all of a flat folder the model was not
+    trained on, else the test split. Returns the `verified` records. With `write`, they replace the
+    manifest's (atomically).
     """
     from ..bundle import Bundle, write_manifest
-    from ..data import load_dataset, preprocessed
+    from ..data import evaluation_split, load_dataset, preprocessed
 
     b = Bundle.load(bundle)
     b.check_integrity()
@@ -128,20 +132,24 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
     dataset = data or (manifest.get("verification") or {}).get("dataset") or (manifest.get("source") or {}).get("dataset")
     if not dataset:
         raise EdgeCNNError(f"{b.path}: manifest names no dataset; pass --data")
-    ds = load_dataset(dataset, data_root) if data_root else load_dataset(dataset)
+    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
     if len(ds.classes) != len(b.classes):
         raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
-    x, y = preprocessed(ds, "test", b.input, samples)
+    split = split or evaluation_split(ds, trained_on=(manifest.get("source") or {}).get("dataset"))
+    x, y = preprocessed(ds, split, b.input, samples)
+    if len(y) == 0:
+        raise EdgeCNNError(f"split '{split}' of '{dataset}' is empty")
+    log(f"verifying on {len(y)} images of {dataset}/{split}")
     model = _reference_model(manifest, checkpoint, log)
     reference = torch_logits(model, x) if model is not None else None
     records = []
-    test_size = len(ds.split("test")[1])
+    test_size = len(ds.split(split)[1])
     for a in b.artifacts:
-        rec = measure(_artifact_logits_checked(a, x, len(b.classes)), y, reference, dataset=dataset, split="test")
+        rec = measure(_artifact_logits_checked(a, x, len(b.classes)), y, reference, dataset=dataset, split=split)
         if reference is None:
             # Accuracy-only (the normal case on a device): the manifest's recorded PyTorch accuracy
             # measures the drop; with nothing recorded for this data there is nothing to verify against.
-            ref = recorded_reference(a.info, manifest, dataset)
+            ref = recorded_reference(a.info, manifest, dataset, split)
             if ref is None:
                 raise EdgeCNNError(f"{a.info['file']}: no PyTorch model here and no recorded accuracy on "
                                    f"'{dataset}' to compare with; pass --checkpoint")
@@ -162,7 +170,7 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
         if tflm:
             manifest = {**manifest, "tflm": {**manifest["tflm"], "verified": tflm}}
         manifest = {**manifest, "artifacts": rows,
-                    "verification": {"dataset": dataset, "split": "test", "samples": int(len(y)),
+                    "verification": {"dataset": dataset, "split": split, "samples": int(len(y)),
                                      "max_drop_points": max_drop}}
         write_report(b.path, manifest)
         write_manifest(b.path, manifest)

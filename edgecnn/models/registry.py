@@ -39,7 +39,9 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     description: str
     default_input_size: int  # square input side the model is designed for
-    options: tuple[str, ...] = ()  # extra constructor args it accepts (width_mult, small_input, pretrained)
+    # extra constructor args it accepts (width_mult, small_input, pretrained; input_size: a classifier
+    # sized for the input side)
+    options: tuple[str, ...] = ()
     source: str = "edgecnn"  # edgecnn | torchvision | timm | user
     # The normalization its pretrained weights expect (None: train with the dataset's own mean/std).
     mean: tuple[float, ...] | None = None
@@ -98,9 +100,9 @@ _TV_OPTS = ("width_mult", "small_input", "pretrained")
 _TV = {"source": "torchvision", "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "options": _TV_OPTS}
 
 register_model(lenet5.lenet5, description="LeNet-5 (1998), 32x32 input", input_size=32, source="edgecnn",
-               in_channels=1, classifier="classifier.5")
+               in_channels=1, classifier="classifier.5", options=("input_size",))
 register_model(simplecnn.simplecnn, description="3-conv CNN of the PyTorch CIFAR-10 tutorial", input_size=32,
-               source="edgecnn", classifier="classifier.4")
+               source="edgecnn", classifier="classifier.4", options=("input_size",))
 register_model(torchvision_models.mobilenet_v2, description="MobileNetV2 (torchvision)", classifier="classifier.1",
                **_TV)
 register_model(torchvision_models.mobilenet_v3_small, description="MobileNetV3-small (torchvision)",

@@ -50,9 +50,11 @@ def _build(builder: Callable, builder_name: str, pretrained: bool, **kwargs) -> 
         return builder(weights=weights, **kwargs)
     except (OSError, RuntimeError) as e:  # URLError is an OSError
         if pretrained:
+            url = getattr(weights, "url", "")
             raise EdgeCNNError(
-                f"cannot load pretrained {builder_name} weights (offline? {type(e).__name__}: {e}); "
-                "train without --pretrained or put the file in the torch hub cache"
+                f"--pretrained downloads torchvision's {builder_name} ImageNet weights ({url}) and that failed "
+                f"(offline? {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}); fetch the file "
+                "elsewhere and pass --weights FILE, or train without --pretrained"
             ) from None
         raise
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..cli_vocab import hidden_alias
 
+CHANCE_EXIT = 3  # `edgecnn train` finished, but validation accuracy never left chance level
 DATA_HELP = "dataset: digits (embedded), mnist, fashion-mnist, cifar10, or folder:PATH (one subfolder per class)"
 
 
@@ -48,7 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--img-size", type=_positive_int, help="square input side (default: the model's)")
     p.add_argument("--width-mult", type=_positive_float, help="channel width multiplier (MobileNets)")
     p.add_argument("--small-input", action="store_true", help="28-32 px variant of torchvision models")
-    p.add_argument("--pretrained", action="store_true", help="start from torchvision ImageNet weights (needs them)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from torchvision's ImageNet weights (downloads them; offline: use --weights)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="fine-tune from a local weights file: torchvision's .pth (e.g. mobilenet_v2-*.pth), or an "
+                        "edgecnn/own checkpoint of the same architecture; the classifier is replaced for the new "
+                        "classes (ImageNet weights: ImageNet normalization and 224 px unless --img-size)")
+    p.add_argument("--freeze-backbone", type=int, default=0, metavar="EPOCHS",
+                   help="with --weights/--pretrained: train only the classifier for the first EPOCHS epochs")
     p.add_argument("--augment", dest="augment", action="store_true", default=None,
                    help="force augmentation (default: crop+flip for natural images; small affine for "
                         "digit-like data up to 10k training images)")
@@ -74,7 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a .pt checkpoint written by edgecnn train/prune")
     p.add_argument("--data", help=DATA_HELP + " (default: the checkpoint's dataset)")
     p.add_argument("--data-root", help="folder holding the dataset files")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", choices=("all", "train", "val", "test"),
+                   help="default: a folder:PATH the model was not trained on is used whole (all); otherwise "
+                        "test (or val when there is no test split)")
+    p.add_argument("--save-predictions", metavar="CSV",
+                   help="write one row per image: index,file,label,predicted,confidence,correct")
+    p.add_argument("--save-misclassified", metavar="DIR",
+                   help="copy every misclassified image into DIR/<label>_as_<predicted>/")
     p.add_argument("--out", help="folder for the confusion matrix PNG (default: next to the checkpoint)")
     hidden_alias(p, p.add_argument("--eval-limit", dest="limit", type=_positive_int, metavar="N",
                                    help="evaluate a seeded random subset of N images"), "--limit")
@@ -105,7 +119,12 @@ def _train(args: argparse.Namespace) -> int:
         small_input=args.small_input, pretrained=args.pretrained, seed=args.seed, resume=resume,
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
         train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
+        weights=args.weights, freeze_backbone=args.freeze_backbone,
     )
+    from .checkpoint import read_checkpoint
+
+    if read_checkpoint(best)["metrics"].get("at_chance"):
+        return CHANCE_EXIT  # the warning is printed by train()
     if args.qat:  # QAT fine-tunes the best float model (owned by edgecnn.compress)
         from ..compress.qat import qat_checkpoint
 
@@ -117,41 +136,64 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from ..data import load_dataset
+    from ..data import evaluation_split, load_dataset
     from ..errors import EdgeCNNError
     from .checkpoint import load_checkpoint
-    from .evaluate import evaluate, save_confusion_png
+    from .evaluate import (
+        evaluate,
+        prediction_rows,
+        save_confusion_png,
+        save_misclassified,
+        save_predictions_csv,
+    )
     from .trainer import resolve_device
 
     model, ckpt = load_checkpoint(args.checkpoint)
     data = args.data or ckpt.get("dataset")
     if not data:
         raise EdgeCNNError("the checkpoint does not name its dataset; pass --data")
-    ds = load_dataset(data, args.data_root)
+    ds = load_dataset(data, args.data_root, classes=list(ckpt["classes"]), channels=ckpt["input"]["channels"])
+    split = args.split or evaluation_split(ds, trained_on=ckpt.get("dataset"))
     if len(ds.classes) != len(ckpt["classes"]):
         raise EdgeCNNError(f"dataset '{ds.name}' has {len(ds.classes)} classes but the checkpoint was trained "
                            f"on {len(ckpt['classes'])} ({ckpt.get('dataset')})")
     if ds.channels != ckpt["input"]["channels"]:
         raise EdgeCNNError(f"dataset '{ds.name}' has {ds.channels}-channel images, the checkpoint expects "
                            f"{ckpt['input']['channels']}")
-    m = evaluate(model, ds, args.split, ckpt["input"], batch_size=args.batch_size,
-                 device=resolve_device(args.device), limit=args.limit)
+    m = evaluate(model, ds, split, ckpt["input"], batch_size=args.batch_size,
+                 device=resolve_device(args.device), limit=args.limit, outputs=True)
     if m["n"] == 0:
-        raise EdgeCNNError(f"split '{args.split}' of '{ds.name}' is empty")
+        raise EdgeCNNError(f"split '{split}' of '{ds.name}' is empty")
     out_dir = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent
     stem = Path(args.checkpoint).stem
-    png = save_confusion_png(m, ds.classes, out_dir / f"{stem}.confusion.{args.split}.png",
-                             title=f"{ckpt['model']['name']} on {ds.name}/{args.split}: top-1 {m['top1']:.4f}")
+    png = save_confusion_png(m, ds.classes, out_dir / f"{stem}.confusion.{split}.png",
+                             title=f"{ckpt['model']['name']} on {ds.name}/{split}: top-1 {m['top1']:.4f}")
+    rows = prediction_rows(m, ds, split) if args.save_predictions or args.save_misclassified else []
+    saved = []
+    if args.save_predictions:
+        saved.append(f"predictions: {save_predictions_csv(rows, args.save_predictions)}")
+    if args.save_misclassified:
+        n_wrong = save_misclassified(rows, ds, split, args.save_misclassified)
+        saved.append(f"{n_wrong} misclassified images: {args.save_misclassified}")
+    for k in ("logits", "labels", "indices"):
+        m.pop(k)
     if args.json:
-        print(json.dumps({**m, "confusion_png": str(png)}, indent=2))
+        print(json.dumps({**m, "split": split, "confusion_png": str(png)}, indent=2))
         return 0
-    print(f"{ckpt['model']['name']} on {ds.name}/{args.split} ({m['n']} images)")
-    print(f"top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  loss {m['loss']:.4f}")
+    total = len(ds.split(split)[1])
+    what = {"all": "every image of the folder" if ds.flat else "every split",
+            "test": "the test split, never trained on"}.get(split, f"the {split} split")
+    print(f"{ckpt['model']['name']} on {ds.name}/{split}: {m['n']} images ({what}"
+          + (f"; a random {m['n']} of {total}" if m["n"] < total else "") + ")")
+    top5 = f"  top-5 {m['top5']:.4f}" if len(ds.classes) > 5 else ""
+    print(f"top-1 {m['top1']:.4f}{top5}  loss {m['loss']:.4f}")
     print("per-class accuracy:")
     width = max(len(c) for c in ds.classes)
     for c, acc in m["per_class"].items():
         print(f"  {c:<{width}}  {'-' if acc is None else f'{acc:.4f}'}")
     print(f"confusion matrix: {png}")
+    for line in saved:
+        print(line)
     return 0
 
 

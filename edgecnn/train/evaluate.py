@@ -64,11 +64,12 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, classes: lis
 
 
 def evaluate(model: nn.Module, dataset: Dataset, split: str, input_spec: dict, *, batch_size: int = 256,
-             device: str | torch.device = "cpu", limit: int | None = None) -> dict:
-    """Metrics of `model` on `dataset[split]`, inputs preprocessed exactly as on the device.
+             device: str | torch.device = "cpu", limit: int | None = None, outputs: bool = False) -> dict:
+    """Metrics of `model` on `dataset[split]` ("all" = every split), inputs preprocessed as on the device.
 
     Returns {"n", "top1", "top5", "loss", "per_class": {class: acc}, "confusion": [[...]]};
-    `limit` evaluates a seeded random subset of that size.
+    `limit` evaluates a seeded random subset of that size. With `outputs`, also "logits" (tensor
+    [n, classes]), "labels" and "indices" (positions in the split) for per-image results.
     """
     indices = None
     if limit is not None:
@@ -78,7 +79,65 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str, input_spec: dict, *
     data = PreprocessedSplit(dataset, split, input_spec, indices=indices)
     model = model.to(device)
     logits, labels = predict_logits(model, data, batch_size=batch_size, device=device)
-    return metrics_from_logits(logits, labels, dataset.classes)
+    m = metrics_from_logits(logits, labels, dataset.classes)
+    if outputs:
+        m.update(logits=logits, labels=labels, indices=data.indices)
+    return m
+
+
+def prediction_rows(metrics: dict, dataset: Dataset, split: str) -> list[dict]:
+    """One row per evaluated image: index, file (folder datasets), label, predicted, confidence, correct."""
+    images, _ = dataset.split(split)
+    paths = getattr(images, "paths", None)
+    probs = torch.softmax(metrics["logits"], dim=1)
+    conf, pred = probs.max(dim=1)
+    rows = []
+    for j, i in enumerate(metrics["indices"]):
+        label, p = int(metrics["labels"][j]), int(pred[j])
+        rows.append({"index": int(i), "file": str(paths[int(i)]) if paths is not None else "",
+                     "label": dataset.classes[label], "predicted": dataset.classes[p],
+                     "confidence": round(float(conf[j]), 6), "correct": int(label == p)})
+    return rows
+
+
+def save_predictions_csv(rows: list[dict], path: str | os.PathLike) -> Path:
+    """The per-image rows as CSV (header: index,file,label,predicted,confidence,correct), atomically."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["index", "file", "label", "predicted", "confidence", "correct"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    return Path(path)
+
+
+def save_misclassified(rows: list[dict], dataset: Dataset, split: str, folder: str | os.PathLike) -> int:
+    """Copy each misclassified image to FOLDER/<label>_as_<predicted>/ (array datasets: as PNG)."""
+    import re
+    import shutil
+
+    import cv2
+
+    images, _ = dataset.split(split)
+    folder = Path(folder)
+    count = 0
+    for r in rows:
+        if r["correct"]:
+            continue
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{r['label']}_as_{r['predicted']}")
+        d = folder / safe
+        d.mkdir(parents=True, exist_ok=True)
+        if r["file"]:
+            src = Path(r["file"])
+            shutil.copy2(src, d / f"{r['index']}_{src.name}")
+        else:
+            img = np.asarray(images[r["index"]])
+            if img.ndim == 3:
+                img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+            cv2.imwrite(str(d / f"{r['index']}.png"), img)
+        count += 1
+    return count
 
 
 def save_confusion_png(metrics: dict, classes: list[str], path: str | os.PathLike, title: str = "") -> Path:
