@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where latency is measured (default: this machine)")
     p.add_argument("--budget-min", type=float, metavar="M",
                    help="stop starting new steps after M minutes (what was measured is reported; rerun to continue)")
-    p.add_argument("--out", required=True, metavar="DIR", help="search folder: trials, report, plot, chosen bundle")
+    p.add_argument("--out", metavar="DIR",
+                   help="search folder: trials, report, plot, chosen bundle (default: runs/<checkpoint's run>-optimize)")
     s = p.add_argument_group("search space")
     s.add_argument("--ratios", type=_floats, default=None, metavar="R,...",
                    help="structured prune ratios to try, 0 = unpruned (default 0,0.25,0.5,0.75)")
@@ -59,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("measurement")
     m.add_argument("--runs", type=int, default=200, metavar="N", help="timed runs per trial (default 200)")
     m.add_argument("--warmup", type=int, default=20, metavar="W", help="warm-up runs per trial (default 20)")
-    m.add_argument("--test-limit", type=int, metavar="N", help="accuracy on a seeded subset of N test images")
+    m.add_argument("--eval-limit", dest="test_limit", type=int, metavar="N",
+                   help="accuracy on a seeded subset of N test images")
     m.add_argument("--calib-size", type=int, default=200, metavar="N", help="int8 calibration images (default 200)")
     m.add_argument("--lr", type=float, help="fine-tune learning rate (default: a third of the training run's)")
     m.add_argument("--train-limit", type=int, metavar="N", help="fine-tune on a seeded subset of N training images")
@@ -80,6 +82,8 @@ def _optimize(args: argparse.Namespace) -> int:
     for name in ("ratios", "formats", "precisions"):
         if getattr(args, name) is not None:
             setattr(space, name, getattr(args, name))
+    if not args.out:  # the vocabulary's --out rule: a default next to the other runs
+        args.out = str(Path("runs") / f"{Path(args.checkpoint).resolve().parent.name}-optimize")
     run = SearchRun(checkpoint=Path(args.checkpoint), data=args.data, out=Path(args.out), max_drop=args.max_drop,
                     target=args.target, budget_min=args.budget_min, data_root=args.data_root,
                     test_limit=args.test_limit, calib_size=args.calib_size, runs=args.runs, warmup=args.warmup,
