@@ -162,7 +162,7 @@ def test_export_model_user_module_verified_int8_and_cli_verify(user_model, digit
         assert arts[f]["drop_points"] <= 1.0
     assert manifest["model"]["name"] == "UserNet" and manifest["source"]["module"].endswith("UserNet")
     assert "live module" in (out / "REPORT.md").read_text()
-    assert run_cli("verify", out, "--data", "digits", "--samples", "300") == 0
+    assert run_cli("verify", out, "--data", "digits", "--eval-limit", "300") == 0
 
 
 def test_export_model_without_test_is_parity_only(user_model, digits, tmp_path):

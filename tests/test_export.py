@@ -93,7 +93,7 @@ def test_samples_are_real_test_images_the_artifacts_classify(digits_bundle):
 def test_verify_command_remeasures_and_detects_corruption(digits_bundle, tmp_path, capsys):
     import shutil
 
-    assert run_cli("verify", digits_bundle, "--samples", "300") == 0
+    assert run_cli("verify", digits_bundle, "--eval-limit", "300") == 0
     out = capsys.readouterr().out
     assert "model.int8.tflite" in out and "n/a" not in out  # compared against PyTorch via the checkpoint
     copy = tmp_path / "copy"

@@ -221,11 +221,11 @@ def test_bad_bundle_is_refused_with_one_line(kind, tmp_path, capsys, monkeypatch
     expected = BAD_BUNDLES[kind][1]
     hashed: list[str] = []
     import edgecnn.bundle
-    import edgecnn.runtime.classifier
+    import edgecnn.runtime.tune
     import edgecnn.utils
 
     real = edgecnn.utils.sha256_file
-    for mod in (edgecnn.bundle, edgecnn.runtime.classifier, edgecnn.utils):
+    for mod in (edgecnn.bundle, edgecnn.runtime.tune, edgecnn.utils):  # tune: the integrity check at load
         monkeypatch.setattr(mod, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
     with pytest.raises(EdgeCNNError) as err:
         Classifier(bundle, backend="onnxruntime", precision="fp32")
@@ -423,7 +423,7 @@ def test_verify_accuracy_only_fails_on_a_real_drop(tmp_path, capsys):
     good = _device_copy(tmp_path, "good")
     rc, err, out = _verify(capsys, good)
     assert rc == 0 and "measuring accuracy only" in out, err
-    rc, err, _ = _verify(capsys, good, "--samples", "300")  # a subset: within the sampling tolerance
+    rc, err, _ = _verify(capsys, good, "--eval-limit", "300")  # a subset: within the sampling tolerance
     assert rc == 0, err
 
     bad = _device_copy(tmp_path, "bad")
@@ -432,7 +432,7 @@ def test_verify_accuracy_only_fails_on_a_real_drop(tmp_path, capsys):
     assert rc == 2 and len(err) == 1, err  # was: internal error TypeError ... 'NoneType'
     assert err[0].startswith("edgecnn: error: model.onnx: accuracy") and "vs the manifest's recorded 98.20%" in err[0]
     assert "accuracy-only" in err[0]
-    rc, err, _ = _verify(capsys, bad, "--samples", "300")
+    rc, err, _ = _verify(capsys, bad, "--eval-limit", "300")
     assert rc == 2 and len(err) == 1 and "sampling tolerance" in err[0], err
 
 

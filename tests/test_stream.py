@@ -279,28 +279,6 @@ def test_stale_staging_and_temp_files_of_killed_runs_are_cleaned_or_reported(tmp
     assert (tmp_path / "b" / "manifest.json").exists() and (tmp_path / "last.pt").read_bytes() == b"complete"
 
 
-def test_native_exit_inside_the_tflite_quiet_block_is_shown_and_cleans_up(tmp_path):
-    """litert's LLVM writer calls exit(1) on "No space left on device", past Python: the held-back
-    output and one error line are shown, the staging directory is removed, and the exit is 2."""
-    code = f"""
-import ctypes, os
-from edgecnn.export.tflite import _quiet
-from edgecnn.utils import staged_directory
-with staged_directory({str(tmp_path / "b")!r}) as stage:
-    (stage / "model.onnx").write_bytes(b"x")
-    with _quiet("model.tflite"):
-        os.write(2, b"LLVM ERROR: IO failure on output stream: No space left on device\\n")
-        ctypes.CDLL(None).exit(1)
-"""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60)
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2, r.stderr
-    assert lines[-2] == "LLVM ERROR: IO failure on output stream: No space left on device"
-    assert lines[-1].startswith("edgecnn: error: the TFLite converter ended the process while converting model.tflite")
-    assert "No space left on device" in lines[-1]
-    assert list(tmp_path.iterdir()) == []
-
-
 # -- item 10: stalled streams, truncated files, FPS without retries ---------------------------------
 
 

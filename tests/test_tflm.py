@@ -185,7 +185,7 @@ def test_verify_says_so_when_tflite_micro_is_absent(tflm_export, monkeypatch, ca
     bundle, _ = tflm_export
     monkeypatch.setitem(sys.modules, "tflite_micro", None)  # import tflite_micro now raises ImportError
     monkeypatch.setitem(sys.modules, "tflite_micro.python.tflite_micro", None)
-    assert run_cli("verify", bundle, "--samples", "50", "--max-drop", "100") == 0
+    assert run_cli("verify", bundle, "--eval-limit", "50", "--max-drop", "100") == 0
     out = capsys.readouterr().out
     assert "tflite-micro (the TFLM interpreter) is not installed on this host, so model.int8.tflite was NOT " \
            "re-verified" in out

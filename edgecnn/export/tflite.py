@@ -10,61 +10,25 @@ input and output tensors, whose scale/zero-point are read back from the file for
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import EdgeCNNError
-from ..stale import remove_tracked
 from ..utils import atomic_write_bytes
 
 _DTYPES = {np.float32: "float32", np.float16: "float16", np.int8: "int8", np.uint8: "uint8"}
 
 
-# While output is held back: (saved stderr fd, held file, what is being converted). Native code that
-# ends the process with exit() (LLVM: "IO failure on output stream: No space left on device") skips
-# Python's cleanup; a C-level atexit handler then shows what was held back and says what failed.
-_HELD: list[tuple[int, Any, str]] = []
-_EXIT_HOOK: Any = None
-
-
-def _on_native_exit(_arg: Any = None) -> None:
-    if not _HELD:
-        return
-    saved_fd, held, what = _HELD[-1]
-    try:
-        os.dup2(saved_fd, 2)
-        held.seek(0)
-        text = held.read().decode(errors="replace").rstrip()
-        os.write(2, (text + "\n" if text else "").encode())
-        last = text.splitlines()[-1].strip() if text else "no message"
-        os.write(2, f"edgecnn: error: the TFLite converter ended the process while converting {what}: {last}\n"
-                 .encode())
-    finally:
-        remove_tracked()  # staging directories of this export: no half bundle left behind
-        os._exit(2)
-
-
-def _install_exit_hook() -> None:
-    global _EXIT_HOOK
-    if _EXIT_HOOK is not None:
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        # glibc exports no `atexit` symbol (it is a static wrapper): register with __cxa_atexit, which
-        # exit() runs too; the handler gets one void* argument.
-        hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_on_native_exit)
-        if libc.__cxa_atexit(hook, None, None) == 0:
-            _EXIT_HOOK = hook  # keep the callback alive for the life of the process
-    except (OSError, AttributeError):  # not glibc/musl: nothing to hook, a native exit stays silent
-        pass
+# Native code that ends the process with exit() inside a conversion (LLVM: "IO failure on output
+# stream") skips Python: its staging directory is then removed by the next export (edgecnn.stale).
+# A C-level atexit hook calling back into Python crashed every normal exit after finalization
+# (SIGSEGV), so there is none; TFLite files are written by Python (atomic_write_bytes) instead.
 
 
 @contextlib.contextmanager
@@ -72,9 +36,8 @@ def _quiet(what: str = "the model"):
     """Keep the CLI readable: litert-torch prints a progress tree and root-logger warnings per
     conversion, and its native libraries write INFO/WARNING lines (oneDNN notice, op counts) straight
     to file descriptor 2, past Python. All of it is held back and shown only if the conversion fails
-    (an exception, or native code calling exit())."""
+    (an exception)."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    _install_exit_hook()
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -82,14 +45,12 @@ def _quiet(what: str = "the model"):
     saved_fd = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
-        _HELD.append((saved_fd, held, what))
         failed = True
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield
             failed = False
         finally:
-            _HELD.pop()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
             root.setLevel(level)
