@@ -171,6 +171,7 @@ class LoopingVideo:
         self.path = path
         self.src = open_source(path)
         self.fps, self.dropped, self.reconnects, self.frame_count = self.src.fps, 0, 0, 0
+        self.retry_s, self.truncation = 0.0, None  # the Source attributes the run's summary reads
         self.describe = f"video {path} (looped)"
         self.stamps: list[float] = []
         self.stop = threading.Event()
