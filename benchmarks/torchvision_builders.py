@@ -59,7 +59,7 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
                   "--batch-size", "32", "--schedule", "cosine", "--optimizer", "adam",
                   "--lr", "0.001"])
     rec["train_s"] = round(time.perf_counter() - t0, 1)
-    if rc:
+    if rc not in (0, 3):  # 3: trained, but validation never left chance (one epoch): still exportable
         rec.update(status="train failed", reason=_last_error(buf.getvalue()))
         return rec
     ckpt = torch.load(run / "best.pt", weights_only=True)
@@ -67,8 +67,9 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
     t0 = time.perf_counter()
     buf = io.StringIO()
     with contextlib.redirect_stderr(buf):
-        rc = cli(["export", str(run / "best.pt"), "--formats", "onnx,tflite", "--verify-samples",
-                  str(verify_samples), "--out", str(out / "bundles" / name), "--force"])
+        # --allow-chance: one epoch on a small subset may leave a model at chance; exportability is the test
+        rc = cli(["export", str(run / "best.pt"), "--formats", "onnx,tflite", "--eval-limit",
+                  str(verify_samples), "--out", str(out / "bundles" / name), "--force", "--allow-chance"])
     rec["export_s"] = round(time.perf_counter() - t0, 1)
     if rc:
         rec.update(status="export failed", reason=_last_error(buf.getvalue()))
