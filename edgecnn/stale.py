@@ -92,22 +92,3 @@ def clean_stale_temp_files(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     name = re.escape(path.name)
     return clean_stale(path.parent, rf"\.{name}\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]{{6,}}\.tmp", "a half-written file")
-
-
-# Directories being staged by this process, removed by `remove_tracked` when native code ends the
-# process with exit() (which skips Python's `finally` blocks). See edgecnn.export.tflite.
-_TRACKED: set[Path] = set()
-
-
-def track(path: Path) -> None:
-    _TRACKED.add(Path(path))
-
-
-def untrack(path: Path) -> None:
-    _TRACKED.discard(Path(path))
-
-
-def remove_tracked() -> None:
-    for path in list(_TRACKED):
-        shutil.rmtree(path, ignore_errors=True)
-        _TRACKED.discard(path)

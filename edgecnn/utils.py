@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .stale import clean_stale_staging, clean_stale_temp_files, track, untrack
+from .stale import clean_stale_staging, clean_stale_temp_files
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -90,7 +90,6 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(final)
     stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging.{os.getpid()}."))
-    track(stage)
     try:
         yield stage
         os.chmod(stage, umask_mode(directory=True))
@@ -111,5 +110,3 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    finally:
-        untrack(stage)

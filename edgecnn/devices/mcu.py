@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeCNNError
+from .fields import check as _check
+from .fields import field as _get
 
 SCHEMA = "edgecnn.mcu-profile/1"
 
@@ -35,21 +37,6 @@ def mcu_profile_names() -> list[str]:
     if not d.is_dir():
         return []
     return sorted(p.name[: -len(".json")] for p in d.iterdir() if p.name.endswith(".json"))
-
-
-def _check(cond: bool, where: str, msg: str) -> None:
-    if not cond:
-        raise EdgeCNNError(f"{where}: {msg}")
-
-
-def _get(d: Any, key: str, where: str, types: type | tuple, nullable: bool = False) -> Any:
-    _check(isinstance(d, dict) and key in d, where, f"missing field '{key}'")
-    value = d[key]
-    if value is None and nullable:
-        return None
-    _check(isinstance(value, types) and not isinstance(value, bool), where,
-           f"field '{key}' has the wrong type ({type(value).__name__})")
-    return value
 
 
 def validate_mcu_profile(p: Any, where: str = "mcu profile") -> dict:

@@ -24,6 +24,8 @@ from importlib import resources
 from typing import Any
 
 from ..errors import EdgeCNNError
+from .fields import check as _check
+from .fields import field as _field
 
 SCHEMA = "edgecnn.device-profile/1"
 FAMILIES = ("raspberry-pi", "jetson", "generic")
@@ -39,24 +41,6 @@ def _profiles_dir():
 def profile_names() -> list[str]:
     """Names of the packaged profiles, sorted."""
     return sorted(p.name[: -len(".json")] for p in _profiles_dir().iterdir() if p.name.endswith(".json"))
-
-
-def _check(cond: bool, where: str, msg: str) -> None:
-    if not cond:
-        raise EdgeCNNError(f"{where}: {msg}")
-
-
-def _field(d: Any, key: str, where: str, types: type | tuple, nullable: bool = False) -> Any:
-    _check(isinstance(d, dict) and key in d, where, f"missing field '{key}'")
-    value = d[key]
-    if value is None and nullable:
-        return None
-    _check(
-        isinstance(value, types) and not isinstance(value, bool),
-        where,
-        f"field '{key}' has the wrong type ({type(value).__name__})",
-    )
-    return value
 
 
 def _str_list(d: dict, key: str, where: str) -> list[str]:
