@@ -243,9 +243,15 @@ def test_import_model_plain_onnx_matches_torch(user_model, digits, tmp_path):
     assert (art["layout"], art["input"]["name"], art["output"]["kind"]) == ("NCHW", "pixels", "logits")
     assert (manifest["input"]["height"], manifest["input"]["width"]) == (20, 20)  # read from the file
     clf = Classifier(out)
-    # torch.onnx.export fixed the batch at 1, as the user exported it: one image per call.
+    # torch.onnx.export fixed the batch at 1, as the user exported it: one image per call ...
     pred = np.array([clf.predict(im, color_order="RGB").index for im in xte])
     assert abs(float((pred == yte).mean()) - _torch_acc(user_model, xte, yte)) <= 0.001
+    # ... and predict_batch runs any batch on it in chunks (7 images: a padded last chunk for any size).
+    for backend in ("onnxruntime", "openvino"):
+        with Classifier(out, backend=backend, threads=1) as fixed:
+            assert fixed.backend.fixed_batch == 1
+            batch = [p.index for p in fixed.predict_batch(list(xte[:7]), color_order="RGB")]
+            assert batch == list(pred[:7]), backend
     assert abs(art["verified"]["accuracy"] - _torch_acc(user_model, xte, yte)) <= 0.001
 
     # Bad input: class count against labels, missing labels file; nothing written.

@@ -100,7 +100,26 @@ class Backend:
         return y
 
     def infer(self, x_nchw: np.ndarray) -> np.ndarray:
-        return self.finish(self.run_raw(self.prepare(x_nchw)))
+        x = self.prepare(x_nchw)
+        n = self.fixed_batch
+        if n is None or len(x) == n:
+            return self.finish(self.run_raw(x))
+        # A model file with a fixed batch (e.g. a foreign ONNX exported at batch 1): any batch is run in
+        # chunks of that size, the last one padded with copies of its last sample and the padding dropped.
+        outs = []
+        for i in range(0, len(x), n):
+            chunk = x[i : i + n]
+            k = len(chunk)
+            if k < n:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], n - k, axis=0)])
+            outs.append(self.finish(self.run_raw(np.ascontiguousarray(chunk)))[:k])
+        return np.concatenate(outs)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model file fixes, or None when it takes any batch."""
+        shape = getattr(self, "input_shape", None)
+        return int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] > 0 else None
 
     def describe(self) -> dict[str, Any]:
         """What runs: backend, version, file, precision, threads and backend details."""
