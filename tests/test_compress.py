@@ -295,3 +295,15 @@ def test_compress_prune_then_qat_within_budget_rebuilds_int8(digits_ckpt, digits
     assert report["accuracy"]["qat_int8"] == pytest.approx(ckpt["metrics"]["int8_test_acc"])
     x, y = test_arrays(digits, ckpt["input"])
     assert graph_accuracy(quantized_graph(ckpt), x, y) == pytest.approx(ckpt["metrics"]["int8_test_acc"])
+
+    # compress_report.png's figure: accuracy points (fp32 rows + the QAT int8 result) on an axis that holds
+    # them and the budget line; the speed-up over the original as linear bars from 0 with a line at 1.0
+    from plot_checks import assert_accuracy_axis, assert_ratio_axis, axis_titled
+
+    from edgecnn.compress.report import report_figure
+
+    rows, acc = report["rows"], report["accuracy"]
+    fig = report_figure(rows, report["title"], accuracy=acc, target_drop_points=report["target_drop_points"])
+    assert_accuracy_axis(axis_titled(fig, "test top-1"), [100 * r["test_acc"] for r in rows] + [100 * acc["qat_int8"]],
+                         [100 * acc["source_fp32"] - 4.0])
+    assert_ratio_axis(axis_titled(fig, "speed-up"), [rows[0]["median_ms"] / r["median_ms"] for r in rows])

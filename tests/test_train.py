@@ -54,6 +54,14 @@ def test_digits_checkpoint_is_data_and_complete(digits_ckpt):
     assert [r["epoch"] for r in history] == list(range(1, 9))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert (run / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # its figure: accuracy as a fraction (as in the epoch lines), on an axis fitted to both curves
+    from plot_checks import assert_accuracy_axis, axis_titled
+
+    from edgecnn.train.trainer import training_figure
+
+    ax = axis_titled(training_figure(history), "accuracy")
+    assert "accuracy" in ax.get_ylabel()
+    assert_accuracy_axis(ax, [r["train_acc"] for r in history] + [r["val_acc"] for r in history], scale=1.0)
     last = torch.load(run / "last.pt", weights_only=True)
     assert last["epoch"] == 8 and last["resume"]["epoch"] == 8 and "optimizer" in last["resume"]
 

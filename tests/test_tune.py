@@ -50,7 +50,7 @@ def test_auto_measures_every_candidate_then_hits_the_cache(digits_bundle, cache)
     # 'why' names what was measured, with the measured numbers
     why = d["why"]
     assert why.startswith("fastest measured: ") and f"{chosen['label']} {tune_mod._fmt(chosen['p50_ms'])} ms" in why
-    shown = re.findall(r"([a-z]+ (?:fp32|int8|bf16) \d+t) ([0-9.]+) ms", why)
+    shown = re.findall(r"([a-z]+ (?:fp32|int8|bf16) \(\d+ threads?\)) ([0-9.]+) ms", why)
     assert len(shown) >= 3
     by_label = {r["label"]: r for r in results}
     for label, ms in shown:

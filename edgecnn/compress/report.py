@@ -15,12 +15,13 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from torch import nn
 
-from ..utils import atomic_write_bytes, atomic_write_json
+from ..labels import threads_label
+from ..utils import atomic_write_json
 
 SCHEMA = "edgecnn.compress-report/1"
 
@@ -108,7 +109,7 @@ def compare_models(models: dict[str, tuple[nn.Module, dict]], ds, *, threads: in
                 "weight_sparsity": round(sparsity(model), 4),
                 "test_acc": test_accuracy(model, ds, spec, eval_limit),
             })
-        log(f"measuring onnxruntime latency ({threads} thread(s), {runs} interleaved runs per model)")
+        log(f"measuring onnxruntime latency ({threads_label(threads)}, {runs} interleaved runs per model)")
         lat = measure_latency(paths, x, threads=threads, runs=runs)
     for row in rows:
         row.update(lat[row["model"]])
@@ -127,7 +128,7 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append((
             r["model"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f}", f"{r['onnx_bytes'] / 1024:.1f}",
-            f"{r['onnx_zipped_bytes'] / 1024:.1f}", f"{r['weight_sparsity']:.1%}", f"{r['test_acc']:.4f}",
+            f"{r['onnx_zipped_bytes'] / 1024:.1f}", f"{r['weight_sparsity']:.1%}", f"{100 * r['test_acc']:.2f}%",
             f"{r['median_ms']:.3f}", f"{r['p90_ms']:.3f}",
             f"{r['speedup_median']:.2f}x" if "speedup_median" in r else "1.00x",
         ))
@@ -143,42 +144,67 @@ def environment() -> dict:
             "note": "latency measured on this host's CPU; runs interleaved between models so load affects all alike"}
 
 
-def save_plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
+def report_figure(rows: list[dict], title: str, *, accuracy: dict | None = None,
+                  target_drop_points: float | None = None) -> Any:
+    """Panels per model: parameters, MACs, ONNX size, test top-1 (with the budget line of `edgecnn compress`),
+    latency, and the speed-up over the first row (linear bars from 0, a line at 1.0)."""
+    from ..profile.plots import accuracy_axis, pyplot, ratio_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [r["model"] for r in rows]
-    panels = [
-        ("parameters (k)", [r["params"] / 1e3 for r in rows], None),
-        ("MACs (M)", [r["macs"] / 1e6 for r in rows], None),
-        ("ONNX size (KB): full / zipped", [r["onnx_bytes"] / 1024 for r in rows],
-         [r["onnx_zipped_bytes"] / 1024 for r in rows]),
-        ("test top-1 (%)", [100 * r["test_acc"] for r in rows], None),
-        ("latency (ms): median, bar to p90", [r["median_ms"] for r in rows],
-         [r["p90_ms"] - r["median_ms"] for r in rows]),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
-    for ax, (label, values, extra) in zip(axes, panels):
-        pos = np.arange(len(names))
-        if label.startswith("latency"):
-            ax.bar(pos, values, yerr=[[0] * len(values), extra], capsize=4, color="tab:orange")
-        elif extra is not None:
-            ax.bar(pos - 0.2, values, width=0.4, label="full")
-            ax.bar(pos + 0.2, extra, width=0.4, label="zipped")
-            ax.legend(fontsize=8)
-        else:
-            ax.bar(pos, values)
-        ax.set_xticks(pos, names, fontsize=8)
+    pos = np.arange(len(names))
+    fig, grid = plt.subplots(2, 3, figsize=(15, 7.2))
+    axes = list(grid.flat)
+    ax_p, ax_m, ax_s, ax_a, ax_l, ax_r = axes
+    for ax, label, values in ((ax_p, "parameters (k)", [r["params"] / 1e3 for r in rows]),
+                              (ax_m, "MACs (M)", [r["macs"] / 1e6 for r in rows])):
+        ax.bar(pos, values)
         ax.set_title(label, fontsize=9)
+    ax_s.bar(pos - 0.2, [r["onnx_bytes"] / 1024 for r in rows], width=0.4, label="full")
+    ax_s.bar(pos + 0.2, [r["onnx_zipped_bytes"] / 1024 for r in rows], width=0.4, label="zipped")
+    ax_s.legend(fontsize=8)
+    ax_s.set_title("ONNX size (KB): full / zipped", fontsize=9)
+
+    # accuracy as points, not bars: a bar's length is only honest from 0, and 0-100 hides a 1-point drop
+    acc = [100 * r["test_acc"] for r in rows]
+    ax_a.scatter(pos, acc, s=50, zorder=3, label="fp32 (PyTorch)")
+    for x, a in zip(pos, acc):
+        ax_a.annotate(f"{a:.2f}%", (x, a), textcoords="offset points", xytext=(-8, 0), ha="right", va="center",
+                      fontsize=8)
+    values, lines = list(acc), []
+    if accuracy and accuracy.get("qat_int8") is not None:
+        values.append(100 * accuracy["qat_int8"])
+        ax_a.scatter([pos[-1]], [values[-1]], marker="^", s=60, c="tab:purple", zorder=3, label="QAT int8")
+        ax_a.annotate(f"{values[-1]:.2f}% int8", (pos[-1], values[-1]), textcoords="offset points",
+                      xytext=(8, 0), va="center", fontsize=8)
+    if target_drop_points is not None:
+        base = 100 * (accuracy or {}).get("source_fp32", rows[0]["test_acc"])
+        lines.append(base - target_drop_points)
+        ax_a.axhline(lines[-1], ls="--", c="tab:red", lw=1, label=f"budget: source - {target_drop_points:g} pt")
+    accuracy_axis(ax_a, values, lines, label="%")
+    ax_a.legend(fontsize=7, loc="lower left")
+    ax_a.set_title("test top-1 (%)", fontsize=9)
+
+    ax_l.bar(pos, [r["median_ms"] for r in rows], yerr=[[0] * len(rows), [r["p90_ms"] - r["median_ms"] for r in rows]],
+             capsize=4, color="tab:orange")
+    ax_l.set_title("latency (ms): median, bar to p90", fontsize=9)
+    for ax in axes[:5]:
+        ax.set_xticks(pos, names, fontsize=8)
+        ax.set_xlim(-0.6, len(names) - 0.4)
         ax.grid(axis="y", alpha=0.3)
+    ratio_bars(ax_r, names, [rows[0]["median_ms"] / r["median_ms"] for r in rows], reference=names[0],
+               title="speed-up (median latency)")
+    ax_r.title.set_fontsize(9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return fig
+
+
+def save_plot(rows: list[dict], path: Path, title: str, *, accuracy: dict | None = None,
+              target_drop_points: float | None = None) -> Path:
+    from ..profile.plots import save_figure
+
+    return save_figure(report_figure(rows, title, accuracy=accuracy, target_drop_points=target_drop_points), path,
+                       dpi=100)
 
 
 def write_report(folder: str | os.PathLike, rows: list[dict], title: str, log: Callable[[str], None] = print,
@@ -187,7 +213,8 @@ def write_report(folder: str | os.PathLike, rows: list[dict], title: str, log: C
     folder = Path(folder)
     report = {"schema": SCHEMA, "title": title, "environment": environment(), "rows": rows, **extra}
     atomic_write_json(folder / "compress_report.json", report)
-    save_plot(rows, folder / "compress_report.png", title)
+    save_plot(rows, folder / "compress_report.png", title, accuracy=extra.get("accuracy"),
+              target_drop_points=extra.get("target_drop_points"))
     log(title)
     log(format_table(rows))
     return report

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 from ..bundle import MANIFEST, Bundle, write_manifest
 from ..errors import EdgeCNNError
+from ..labels import threads_label
 from ..profile.report import markdown_table, text_table
 from ..profile.stats import format_ms
 from ..utils import atomic_write_json, atomic_write_text, staged_directory
@@ -79,7 +80,7 @@ def why(chosen: dict, within: list[dict], trials: Sequence[dict], base: dict | N
              f"({chosen['drop_points']:+.2f} points)"]
     if base is not None and base is not chosen:
         parts.append(f"{p50(base) / p50(chosen):.2f}x faster than the plain fp32 ONNX export on onnxruntime "
-                     f"({format_ms(p50(base))} ms at its best thread count, t{base['threads']})")
+                     f"({format_ms(p50(base))} ms at its best thread count, {threads_label(base['threads'])})")
     if len(within) > 1:
         nxt = within[1]
         parts.append(f"runner-up {settings_label(nxt)} at {format_ms(p50(nxt))} ms")
@@ -90,14 +91,23 @@ def why(chosen: dict, within: list[dict], trials: Sequence[dict], base: dict | N
     return "; ".join(parts)
 
 
-def pareto_plot(trials: Sequence[dict], chosen: dict | None, base: dict | None, base_acc: float, max_drop: float,
-                path: Path, title: str) -> Path:
-    import matplotlib
+def shown_trials(trials: Sequence[dict], chosen: dict | None, base: dict | None) -> list[dict]:
+    """The Pareto front plus the chosen trial and the plain baseline, fastest first (the report's short table)."""
+    front = pareto_front(trials)
+    return [t for t in sorted(trials, key=p50) if t in front or t is chosen or t is base]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
+def pareto_figure(trials: Sequence[dict], chosen: dict | None, base: dict | None, base_acc: float, max_drop: float,
+                  title: str) -> Any:
+    """Left: test top-1 vs p50 of every trial, the front, baseline and budget lines. Right (when the plain
+    fp32 ONNX export was measured): the speed-up of the short table's trials over it, linear bars."""
+    from ..profile.plots import _plain_log_ticks, accuracy_axis, pyplot, ratio_bars
+
+    plt = pyplot()
+    if base is None:
+        fig, ax = plt.subplots(figsize=(8, 5.2))
+    else:
+        fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(15, 5.6), gridspec_kw={"width_ratios": [3, 2]})
     colors = {"onnx": "tab:blue", "tflite": "tab:orange"}
     markers = {"fp32": "o", "fp16": "s", "int8": "^"}
     for fmt in sorted({t["format"] for t in trials}):
@@ -109,7 +119,9 @@ def pareto_plot(trials: Sequence[dict], chosen: dict | None, base: dict | None, 
     front = pareto_front(trials)
     ax.plot([p50(t) for t in front], [100 * t["accuracy"] for t in front], "-", c="black", lw=1, alpha=0.6,
             label="Pareto front")
-    ax.axhline(100 * base_acc - max_drop, ls="--", c="tab:red", lw=1, label=f"budget (-{max_drop:g} pt)")
+    budget = 100 * base_acc - max_drop
+    ax.axhline(100 * base_acc, ls=":", c="grey", lw=1, label=f"baseline (PyTorch fp32) {100 * base_acc:.2f}%")
+    ax.axhline(budget, ls="--", c="tab:red", lw=1, label=f"budget: baseline - {max_drop:g} pt")
     if base is not None:
         ax.scatter([p50(base)], [100 * base["accuracy"]], s=120, facecolors="none", edgecolors="black",
                    label="plain fp32 ONNX")
@@ -117,21 +129,27 @@ def pareto_plot(trials: Sequence[dict], chosen: dict | None, base: dict | None, 
         ax.scatter([p50(chosen)], [100 * chosen["accuracy"]], s=260, marker="*", c="gold", edgecolors="black",
                    zorder=5, label=f"chosen: {settings_label(chosen)}")
     ax.set_xscale("log")
-    from ..profile.plots import _plain_log_ticks
-
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("p50 latency, ms (log scale)")
-    ax.set_ylabel("test top-1, %")
+    accuracy_axis(ax, [100 * t["accuracy"] for t in trials], [100 * base_acc, budget], label="test top-1, %")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)  # below: never over a point
+    if base is not None:
+        shown = shown_trials(trials, chosen, base)
+        ratio_bars(ax_r, [settings_label(t) for t in shown], [p50(base) / p50(t) for t in shown],
+                   reference="plain fp32 ONNX", title="speed-up (p50): Pareto front + plain export, chosen gold",
+                   highlight=next((i for i, t in enumerate(shown) if t is chosen), None))
+        ax_r.title.set_fontsize(10)
+    return fig
+
+
+def pareto_plot(trials: Sequence[dict], chosen: dict | None, base: dict | None, base_acc: float, max_drop: float,
+                path: Path, title: str) -> Path:
+    from ..profile.plots import save_figure
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(pareto_figure(trials, chosen, base, base_acc, max_drop, title), path)
 
 
 def write_chosen_bundle(out: Path, chosen: dict, summary: dict) -> Path:
@@ -226,12 +244,10 @@ def finish(state: dict, log: Callable[[str], None] = print) -> dict:
         "files": {"trials": "trials.jsonl", "plot": plot.name, "bundle": "bundle" if chosen else None},
     }
     atomic_write_json(out / "optimize.json", result)
-    front = pareto_front(trials)
-    shown = [t for t in sorted(trials, key=p50) if t in front or t is chosen or t is base]
-    rows = table_rows(shown, chosen, base, run.max_drop)
+    rows = table_rows(shown_trials(trials, chosen, base), chosen, base, run.max_drop)
     md = [f"# edgecnn optimize: {state['model']} on {state['dataset']}", "",
           f"- target: {target.label} ({', '.join(f'{k} {v}' for k, v in target.backends.items())}; "
-          f"{target.cpus} cores); threads tried {', '.join(map(str, state['threads']))}",
+          f"{target.cpus} cores); tried {', '.join(threads_label(t) for t in state['threads'])}",
           f"- baseline: PyTorch fp32 {100 * state['baseline_accuracy']:.2f}% on {state['test_images']} test images; "
           f"budget {run.max_drop:g} point(s)",
           f"- {len(trials)} trials measured ({state['trials'].resumed} from an earlier run), {len(failed)} failed, "

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..labels import config_label
+
 KEY_FIELDS = ("ratio", "finetune_epochs", "variant", "qat_epochs", "format", "precision", "backend", "threads",
               "target")
 
@@ -24,11 +26,10 @@ def trial_key(settings: dict[str, Any]) -> str:
 
 
 def settings_label(t: dict[str, Any]) -> str:
-    """'prune 30% qat int8 tflite litert t2' for tables and messages."""
+    """'prune 30% QAT tflite int8 litert, 2 threads' for plots, tables and messages."""
     prune = f"prune {round(100 * t['ratio'])}%" if t.get("ratio") else "no prune"
     variant = " QAT" if t.get("variant") == "qat" else ""
-    threads = f"t{t['threads']}" if t.get("threads") else "t-default"
-    return f"{prune}{variant} {t['format']} {t['precision']} {t['backend']} {threads}"
+    return config_label(f"{prune}{variant}", t["format"], t["precision"], t["backend"], threads=t.get("threads"))
 
 
 class TrialLog:

@@ -7,7 +7,7 @@ method), FPS (1000 / mean latency), and whether the export verified it within th
 Backends that are not installed here are listed under "not run", never silently dropped.
 
 Writes OUT/bundle (the exported bundle, reused when a run is resumed), OUT/benchmark.json,
-OUT/benchmark.md and OUT/pareto.png (accuracy vs latency).
+OUT/benchmark.md and OUT/pareto.png (accuracy vs latency, and each row's speed-up over PyTorch eager).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from ..bundle import MANIFEST, Bundle
 from ..errors import EdgeCNNError
+from ..labels import threads_label
 from ..utils import atomic_write_json, atomic_write_text, sha256_file
 from .environment import environment_record, environment_summary
 from .stats import format_ms, latency_stats, throughput
@@ -94,13 +95,27 @@ def benchmark_markdown(result: dict) -> str:
     lines = [f"# Benchmark: {result['model']} on {result['dataset']}", "",
              f"- checkpoint: `{result['checkpoint']}`",
              f"- machine: {environment_summary(result['environment'])}",
-             f"- threads {s['threads']}, batch 1, {s['runs']} timed runs after {s['warmup']} warm-up per row; "
+             f"- {threads_label(s['threads'])}, batch 1, {s['runs']} timed runs after {s['warmup']} warm-up per row; "
              f"test top-1 on {result['test_samples']} {result['dataset']} test images, through each row's backend",
              "- verified: the export's check against PyTorch on the test split (drop <= 1 point)", "",
              markdown_table(HEADER, format_rows(result["rows"]))]
     if result["not_run"]:
         lines += ["", "Not run here:", ""] + [f"- {n['what']}: {n['reason']}" for n in result["not_run"]]
     return "\n".join(lines) + "\n"
+
+
+def benchmark_figure(result: dict) -> Any:
+    """pareto.png: test top-1 vs p50 per row, and each row's speed-up over the PyTorch eager row (the first)."""
+    from .plots import pareto_figure
+
+    rows = result["rows"]
+    # the backend too: the same ONNX file runs on onnxruntime and OpenVINO
+    labels = [f"{r['format']} {r['precision']} {r['backend'].split()[0]}" for r in rows]
+    return pareto_figure(labels, [r["latency_ms"]["p50"] for r in rows], [r["accuracy"] for r in rows],
+                         title=f"{result['model']} on {result['dataset']}: test top-1 vs p50 latency "
+                               f"({threads_label(result['settings']['threads'])})", baseline=0,
+                         reference=(rows[0]["accuracy"] - VERIFIED_MAX_DROP / 100,
+                                    f"PyTorch - {VERIFIED_MAX_DROP:g} pt (the export's verify bar)"))
 
 
 def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = None, formats: str = "onnx,tflite",
@@ -120,7 +135,7 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
         open_backend,
     )
     from ..train.checkpoint import model_from_checkpoint, read_checkpoint
-    from .plots import pareto_plot
+    from .plots import save_figure
     from .profiler import profile_configuration
     from .report import text_table
 
@@ -220,9 +235,7 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
     }
     atomic_write_json(out / "benchmark.json", result)
     atomic_write_text(out / "benchmark.md", benchmark_markdown(result))
-    labels = [f"{r['format']} {r['precision']}" for r in rows]
-    pareto_plot(labels, [r["latency_ms"]["p50"] for r in rows], [r["accuracy"] for r in rows], out / "pareto.png",
-                title=f"{mname} on {data}: test top-1 vs p50 latency ({threads} threads)")
+    save_figure(benchmark_figure(result), out / "pareto.png")
     log("")
     log(text_table(HEADER, format_rows(rows)))
     for n in not_run:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..bundle import Artifact, Bundle
 from ..errors import EdgeCNNError
+from ..labels import config_label, threads_label
 from ..preprocess import load_image, preprocess
 from ..runtime.backends import (
     BACKENDS,
@@ -49,18 +50,24 @@ PER_OP_RUNS = 50
 
 
 class Progress:
-    """tqdm when installed, else a plain counter on stderr; `total` in runs or seconds."""
+    """A progress bar on stderr, only when stderr is a terminal: tqdm when installed, else a plain counter.
+
+    Piped or redirected (logs, CI), nothing is drawn: a bar's carriage returns would be debris there.
+    `total` is in runs or seconds.
+    """
 
     def __init__(self, total: float, desc: str, unit: str, enabled: bool = True):
-        self.enabled, self.total, self.desc, self.unit = enabled, total, desc, unit
+        self.total, self.desc, self.unit = total, desc, unit
+        self.enabled = enabled and _stderr_is_tty()
         self.done, self._last_pct = 0.0, -1
         self._bar = None
-        if not enabled:
+        if not self.enabled:
             return
         try:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, mininterval=0.25)
+            self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, mininterval=0.25,
+                             disable=None)
         except ImportError:
             pass
 
@@ -80,7 +87,14 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
         elif self.enabled:
-            print("\r", end="", file=sys.stderr, flush=True)
+            print("\r\033[K", end="", file=sys.stderr, flush=True)  # wipe the counter's line
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
 
 
 class MemoryMeter:
@@ -260,7 +274,7 @@ def profile_configuration(artifact: Artifact, backend: str, threads: int | None,
         first_ms = (time.perf_counter() - t0) * 1e3
         for _ in range(warmup):
             engine.run_raw(x)
-        desc = f"{artifact.info['file']} {backend} t{threads or 'default'}"
+        desc = config_label(artifact.info["file"], backend, threads=threads)
         bar = Progress(runs if runs is not None else float(duration or 0), desc, "run" if runs else "s", progress)
         try:
             samples = time_runs(engine.run_raw, x, runs=runs, duration=duration, progress=bar, memory=memory)
@@ -324,7 +338,7 @@ def profile_bundle(path: str | Path, *, backend: str = "auto", precision: str | 
     results = []
     for artifact, name, options in configs:
         for t in thread_list:
-            log(f"profiling {artifact.info['file']} on {name}, threads {t or 'default'}, batch {batch}")
+            log(f"profiling {artifact.info['file']} on {name}, {threads_label(t)}, batch {batch}")
             try:
                 results.append(profile_configuration(artifact, name, t, x, runs=runs, duration=duration,
                                                      warmup=warmup, per_op=per_op, progress=progress,

@@ -49,6 +49,7 @@ import numpy as np
 from .. import __version__
 from ..bundle import MANIFEST, Bundle
 from ..errors import EdgeCNNError
+from ..labels import config_label
 from ..preprocess import load_image, preprocess
 from ..threads import candidate_threads, runtime_threads, sweep_threads
 from ..utils import atomic_write_json, sha256_file
@@ -193,8 +194,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        t = "" if self.threads is None else f" {self.threads}t"
-        return f"{self.selection.backend} {self.selection.precision}{t}"
+        return config_label(self.selection.backend, self.selection.precision, threads=self.threads)
 
 
 def accuracy_drop(info: dict) -> float | None:
@@ -445,7 +445,7 @@ def _fmt(ms: float) -> str:
 
 def why_text(chosen: dict, results: list[dict], *, cached: str | None = None, seconds: float | None = None,
              shown: int = 4) -> str:
-    """'measured: litert int8 2t 2.16 ms vs openvino int8 2t 2.92 ms, ... (0.8 s, round-robin)'."""
+    """'measured: litert int8 (2 threads) 2.16 ms vs openvino int8 (2 threads) 2.92 ms, ... (0.8 s, round-robin)'."""
     ranked = sorted((r for r in results if r["p50_ms"] is not None and r["within_budget"]
                      and r["id"] != chosen["id"]), key=lambda r: r["p50_ms"])
     parts = [f"{chosen['label']} {_fmt(chosen['p50_ms'])} ms"]
