@@ -14,6 +14,22 @@ from typing import Any, Iterator
 from .stale import clean_stale_staging, clean_stale_temp_files
 
 
+def release_free_memory() -> bool:
+    """Hand freed heap memory back to the OS (glibc's malloc_trim); False where there is no glibc.
+
+    After a burst of connections the allocator keeps their freed buffers mapped (fragmented arenas);
+    a long-running server calls this once the burst is over, so its RSS goes back down.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -381,3 +381,53 @@ def test_serve_without_aiohttp_is_one_line_naming_the_extra():
     proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "edgecnn[serve]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_many_viewers_share_one_send_budget_and_memory_is_trimmed(monkeypatch):
+    """12 fast viewers get STREAM_SENDS_PER_S frames a second between them, not 12 x stream_fps."""
+    monkeypatch.setattr(server_mod, "STREAM_SENDS_PER_S", 24.0)
+    trims = []
+    monkeypatch.setattr(server_mod, "release_free_memory", lambda: trims.append(time.monotonic()))
+    sink = DashboardSink(f"127.0.0.1:{_free_port()}", max_viewers=12, stream_fps=25.0)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    counts = [0] * 12
+    stop = threading.Event()
+
+    def viewer(k: int) -> None:
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=5) as s:
+            s.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            while not stop.is_set():
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    return
+                counts[k] += chunk.count(b"--frame")
+
+    try:
+        readers = [threading.Thread(target=viewer, args=(k,), daemon=True) for k in range(12)]
+        for t in readers:
+            t.start()
+        deadline = time.monotonic() + 10
+        while sink._viewers["stream"] < 12 and time.monotonic() < deadline:
+            sink.write(image, _record(0))
+            time.sleep(0.01)
+        assert sink._viewers["stream"] == 12
+        before = sum(counts)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:  # 100 frames a second from the classifier
+            sink.write(image, _record(1))
+            time.sleep(0.01)
+        sent = sum(counts) - before
+        # Budget 24 a second -> about 72 in 3 s; without it 12 viewers x 25 FPS = 900.
+        assert 30 <= sent <= 24 * 3 * 1.5 + 12, sent
+        assert not trims
+        stop.set()
+        for t in readers:
+            t.join(timeout=5)
+        deadline = time.monotonic() + 10
+        while (sink._viewers["stream"] or not trims) and time.monotonic() < deadline:
+            sink.write(image, _record(2))  # wakes the writers, which then see the closed sockets
+            time.sleep(0.1)
+        assert sink._viewers["stream"] == 0 and len(trims) == 1  # once, after the last one left
+    finally:
+        stop.set()
+        sink.close()

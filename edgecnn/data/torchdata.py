@@ -7,8 +7,11 @@ applied on top of that tensor, so evaluation sees precisely what a deployed mode
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms import v2
 
@@ -20,20 +23,45 @@ from .datasets import Dataset
 CACHE_LIMIT_BYTES = 1 << 30
 
 
-def train_augmentation(ds: Dataset, input_spec: dict) -> v2.Transform:
+SMALL_NATURAL_SET = 10_000  # natural-image training sets up to this size get the stronger augmentation
+
+
+class _PixelJitter(nn.Module):
+    """Brightness / contrast / saturation jitter in pixel space, on a normalized CHW tensor."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], amount: float = 0.3):
+        super().__init__()
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.jitter = v2.ColorJitter(brightness=amount, contrast=amount, saturation=amount if len(mean) == 3 else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = (x * self.std + self.mean).clamp(0, 1)
+        return (self.jitter(pixels) - self.mean) / self.std
+
+
+def train_augmentation(ds: Dataset, input_spec: dict, num_train: int | None = None) -> v2.Transform:
     """The standard augmentation for this kind of data, on a normalized CHW float tensor.
 
-    Natural images: random crop with padding + horizontal flip. Digits, MNIST-like and other
-    non-natural images: a small random affine (flipping a '2' or a shoe's text is not the same class).
+    Natural images: random crop with padding + horizontal flip (the CIFAR recipe) on large sets; on
+    small ones (<= SMALL_NATURAL_SET images) a random resized crop (35-100 % of the area) + flip +
+    colour jitter, since a few hundred photos are otherwise memorized (measured on the 300-image colour
+    patch set, 15 epochs, seeds 0-2: mobilenet_v3_small test top-1 0.63/0.77/0.69 -> 0.84/0.79/0.74,
+    resnet18 seed 0 0.811 -> 0.844; docs/training.md). Digits, MNIST-like and other non-natural images:
+    a small random affine (flipping a '2' or a shoe's text is not the same class).
     Padding is filled with the normalized value of a black pixel, as the pixel-space transform would.
     """
     fill = [float(-m / s) for m, s in zip(input_spec["mean"], input_spec["std"])]
+    size = (input_spec["height"], input_spec["width"])
+    if ds.natural and num_train is not None and num_train <= SMALL_NATURAL_SET:
+        return v2.Compose([
+            v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            _PixelJitter(input_spec["mean"], input_spec["std"]),
+        ])
     if ds.natural:
         pad = max(1, round(input_spec["height"] / 8))  # 4 px at 32 px, the CIFAR convention
-        return v2.Compose([
-            v2.RandomCrop((input_spec["height"], input_spec["width"]), padding=pad, fill=fill),
-            v2.RandomHorizontalFlip(),
-        ])
+        return v2.Compose([v2.RandomCrop(size, padding=pad, fill=fill), v2.RandomHorizontalFlip()])
     return v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1), fill=fill)
 
 
@@ -47,7 +75,7 @@ class PreprocessedSplit(TorchDataset):
         self.indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
         self.labels = torch.as_tensor(np.asarray(labels)[self.indices], dtype=torch.int64)
         self.spec = input_spec
-        self.transform = train_augmentation(ds, input_spec) if augment else None
+        self.transform = train_augmentation(ds, input_spec, len(self.indices)) if augment else None
         item_bytes = 4 * input_spec["channels"] * input_spec["height"] * input_spec["width"]
         self.cache: torch.Tensor | None = None
         if len(self.indices) * item_bytes <= CACHE_LIMIT_BYTES:

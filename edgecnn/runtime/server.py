@@ -18,6 +18,11 @@ What a viewer can cost the classifier (the bound documented in docs/runtime.md):
     thread) only while someone watches /stream or waits for /frame.jpg, at most `stream_fps` frames a
     second, once per frame whatever the number of viewers. A slow viewer skips frames (it always gets the newest one);
     one that takes nothing for WRITE_TIMEOUT_S is dropped.
+  * Sending: at most STREAM_SENDS_PER_S frames a second to all /stream viewers together (each viewer
+    gets min(stream_fps, STREAM_SENDS_PER_S / viewers) frames a second): the event loop's share of the
+    CPU does not grow with the number of viewers (4 viewers: 25 FPS each; 50: 2 FPS each).
+  * When the last viewer leaves, freed heap memory is handed back to the OS (glibc malloc_trim), so
+    the process returns to about its size before they came.
   * Threads: always two (event loop + encoder), whatever the number of connections.
 Hardening: at most `max_viewers` /stream and as many /api/events clients (503 beyond), at most
 MAX_CONNECTIONS open sockets (closed at once beyond), REQUEST_TIMEOUT_S to send a complete request
@@ -43,6 +48,7 @@ import cv2
 import numpy as np
 
 from ..errors import EdgeCNNError
+from ..utils import release_free_memory
 from .sinks import Sink
 
 log = logging.getLogger("edgecnn.runtime")
@@ -63,6 +69,8 @@ MAX_LINE = 4096           # bytes per request line / header field
 MAX_HEADERS = 32
 DEFAULT_MAX_VIEWERS = 4
 DEFAULT_STREAM_FPS = 25.0
+STREAM_SENDS_PER_S = 100.0  # frames a second written to all /stream viewers together
+TRIM_AFTER_S = 1.0        # after the last viewer left, give freed memory back this much later
 
 
 def parse_address(addr: str) -> tuple[str, int]:
@@ -202,7 +210,10 @@ class DashboardSink(Sink):
         self._part = b""
         self._frame_waiter: asyncio.Future | None = None
         self._stats_cache: tuple[float, bytes] = (0.0, b"")
-        self._pending: set = set()        # connections that have not sent a complete request yet
+        # connections that have not sent a complete request yet -> when they opened (swept each second:
+        # a closed one is forgotten then, with its buffers, not REQUEST_TIMEOUT_S later)
+        self._pending: dict[Any, float] = {}
+        self._trim: asyncio.TimerHandle | None = None
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._start_error: BaseException | None = None
@@ -318,8 +329,7 @@ class DashboardSink(Sink):
             handler = server()
             # Whatever the aiohttp version: a connection that has not sent one complete request in
             # REQUEST_TIMEOUT_S is closed (later requests are bounded by the keep-alive timeout).
-            self._pending.add(handler)
-            loop.call_later(REQUEST_TIMEOUT_S, self._first_request_deadline, handler)
+            self._pending[handler] = loop.time()
             return handler
 
         try:
@@ -329,13 +339,22 @@ class DashboardSink(Sink):
             await self._runner.cleanup()
             raise
         self.port = self._listener.sockets[0].getsockname()[1]
+        loop.call_later(1.0, self._sweep_pending)
 
-    def _first_request_deadline(self, handler: Any) -> None:
-        if handler in self._pending:
-            self._pending.discard(handler)
-            handler.force_close()
-            if handler.transport is not None:
+    def _sweep_pending(self) -> None:
+        """Close connections that sent no complete request within REQUEST_TIMEOUT_S; forget closed ones."""
+        if self._closed:
+            return
+        now = self._loop.time()
+        for handler, opened in list(self._pending.items()):
+            transport = handler.transport
+            if (transport is None and now - opened > 1.0) or (transport is not None and transport.is_closing()):
+                del self._pending[handler]  # closed (None also before connection_made: hence the second)
+            elif now - opened >= REQUEST_TIMEOUT_S:
+                del self._pending[handler]
+                handler.force_close()
                 handler.transport.close()
+        self._loop.call_later(min(1.0, REQUEST_TIMEOUT_S / 4), self._sweep_pending)
 
     async def _stop(self) -> None:
         if self._frame_waiter is not None and not self._frame_waiter.done():
@@ -376,7 +395,7 @@ class DashboardSink(Sink):
     async def _guard_request(self, request: Any, handler: Callable) -> Any:
         from aiohttp import web
 
-        self._pending.discard(request.protocol)
+        self._pending.pop(request.protocol, None)
         if not self._authorized(request):
             return web.Response(status=401, text="edgecnn: this dashboard needs its token: add ?token=TOKEN\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="edgecnn"'})
@@ -418,13 +437,26 @@ class DashboardSink(Sink):
                         break
                     continue  # no new frame for 30 s (paused source): keep the viewer
                 # self._part is this very frame: nothing awaited since _next_jpeg returned
+                sent = self._loop.time()
                 await asyncio.wait_for(resp.write(self._part), WRITE_TIMEOUT_S)
+                # the send budget: many viewers share STREAM_SENDS_PER_S frames a second
+                gap = self._viewers["stream"] / STREAM_SENDS_PER_S - (self._loop.time() - sent)
+                if gap > self.stream_interval / 2:
+                    await asyncio.sleep(gap)
         except (ConnectionError, asyncio.TimeoutError):
             pass
         finally:
             self._want -= 1
             self._viewers["stream"] -= 1
+            self._left()
         return resp
+
+    def _left(self) -> None:
+        """A viewer left: when it was the last one, hand freed memory back to the OS a moment later."""
+        if self._viewers["stream"] == 0 and self._viewers["events"] == 0 and not self._closed:
+            if self._trim is not None:
+                self._trim.cancel()
+            self._trim = self._loop.call_later(TRIM_AFTER_S, release_free_memory)
 
     async def _snapshot(self, request: Any) -> Any:
         from aiohttp import web
@@ -501,4 +533,5 @@ class DashboardSink(Sink):
             pass
         finally:
             self._viewers["events"] -= 1
+            self._left()
         return resp

@@ -58,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-backbone", type=int, default=0, metavar="EPOCHS",
                    help="with --weights/--pretrained: train only the classifier for the first EPOCHS epochs")
     p.add_argument("--augment", dest="augment", action="store_true", default=None,
-                   help="force augmentation (default: crop+flip for natural images; small affine for "
-                        "digit-like data up to 10k training images)")
+                   help="force augmentation (default: crop+flip for natural images, resized crop + flip + "
+                        "colour jitter up to 10k of them; small affine for digit-like data up to 10k "
+                        "training images)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="train without augmentation")
     p.add_argument("--train-limit", type=_positive_int, help="train on a seeded random subset of N images")
     p.add_argument("--seed", type=int, default=0)
