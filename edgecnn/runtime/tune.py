@@ -82,7 +82,8 @@ MAX_BUDGET_FACTOR = 5.0  # ... up to this many times the budget (a machine 20x b
 BLOCK_MS = 5.0  # one candidate's share of a round
 CONFIRM_WITHIN = 1.3  # finalists within this factor of the leader are timed once more, each alone ...
 CONFIRM_MS = 90.0  # ... for about this long in all,
-CONFIRM_PASSES = 3  # ... in this many blocks each
+CONFIRM_PASSES = 3  # ... in this many blocks each,
+CONFIRM_WARM_MS = 25.0  # ... each block after this long of untimed calls
 BF16_CHECK_IMAGES = 64
 
 log = logging.getLogger("edgecnn.runtime.tune")
@@ -416,7 +417,10 @@ def _confirm(racing: list[Entry]) -> None:
         for e in finalists[k % len(finalists):] + finalists[: k % len(finalists)]:
             n = int(np.clip(CONFIRM_MS / CONFIRM_PASSES / max(e.median_ms(), 1e-3), 5, TARGET_SAMPLES))
             run, x, out = e.backend.run_raw, e.x, pooled[id(e)]
-            for _ in range(max(3, n // 5)):
+            warm_until = clock() + int(CONFIRM_WARM_MS * 1e6)
+            for _ in range(3):  # untimed, and at least CONFIRM_WARM_MS: other pools stop spinning
+                run(x)
+            while clock() < warm_until:
                 run(x)
             for _ in range(n):
                 t0 = clock()
