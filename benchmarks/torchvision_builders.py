@@ -127,11 +127,19 @@ def main() -> int:
         for line in results_file.read_text().splitlines():
             rec = json.loads(line)
             done[rec["name"]] = rec
-    if a.table:
-        order = [n for n, _ in sized if n in done]
-        print(render_table([done[n] for n in order], params))
-        ok = sum(done[n]["status"] == "ok" for n in order)
-        print(f"\n{ok} of {len(order)} builders measured pass ({len(sized)} builders in torchvision)")
+    if a.table:  # every builder, smallest first; those without a result say so
+        rows = [done.get(n) or ({"name": n, "status": "not run",
+                                 "reason": f"{p / 1e6:.0f}M parameters: above the sweep's {a.max_params / 1e6:.0f}M "
+                                           "cap for a 1-thread CPU run"} if p > a.max_params else
+                                {"name": n, "status": "not measured yet",
+                                 "reason": "no result in this sweep folder (resume it: same command without --table)"})
+                for n, p in sized]
+        print(render_table(rows, params))
+        measured = [r for r in rows if r["status"] not in ("not measured yet", "not run")]
+        ok = sum(r["status"] == "ok" for r in measured)
+        capped = sum(r["status"] == "not run" for r in rows)
+        print(f"\n{ok} of {len(measured)} builders measured pass; {capped} above the parameter cap; "
+              f"{len(sized) - len(measured) - capped} of {len(sized)} not measured yet")
         return 0
     only = set(a.only.split(",")) if a.only else None
     for name, n_params in (reversed(sized) if a.reverse else sized):

@@ -14,6 +14,15 @@ from typing import Any, Iterator
 from .stale import clean_stale_staging, clean_stale_temp_files
 
 
+def cache_dir() -> Path:
+    """$EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn (not created here)."""
+    if os.environ.get("EDGECNN_CACHE"):
+        return Path(os.environ["EDGECNN_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "edgecnn"
+
+
 def release_free_memory() -> bool:
     """Hand freed heap memory back to the OS (glibc's malloc_trim); False where there is no glibc.
 

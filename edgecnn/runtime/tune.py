@@ -52,7 +52,7 @@ from ..errors import EdgeCNNError
 from ..labels import config_label
 from ..preprocess import load_image, preprocess
 from ..threads import candidate_threads, runtime_threads, sweep_threads
-from ..utils import atomic_write_json, sha256_file
+from ..utils import atomic_write_json, cache_dir, sha256_file
 from .backends import (
     BACKENDS,
     FORMAT_OF,
@@ -90,15 +90,6 @@ log = logging.getLogger("edgecnn.runtime.tune")
 
 
 # ---------------------------------------------------------------- where and under which key
-
-
-def cache_dir() -> Path:
-    """$EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn (not created here)."""
-    if os.environ.get("EDGECNN_CACHE"):
-        return Path(os.environ["EDGECNN_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "edgecnn"
 
 
 def _cpu_model() -> str:
