@@ -100,18 +100,3 @@ def test_info_lists_openvino_with_its_precisions(capsys):
     line = next(ln for ln in out.splitlines() if "openvino" in ln)
     assert available_backends()["openvino"] in line and "precisions: fp32, int8" in line
 
-
-def test_compiled_models_are_cached_under_the_edgecnn_cache_only(digits_bundle, tmp_path, monkeypatch):
-    art = Bundle.load(digits_bundle).find("onnx", "fp32")[0]
-    x = np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32)
-    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
-    first = open_backend(art, "openvino", 1).infer(x)
-    blobs = list((tmp_path / "cache" / "openvino").glob("*"))
-    assert blobs and all(b.stat().st_size > 0 for b in blobs)  # OpenVINO wrote its compiled model there
-    again = open_backend(art, "openvino", 1).infer(x)  # compiled from the cache: same results
-    np.testing.assert_array_equal(first, again)
-    # A cache dir that cannot be made: compiled without a cache, no error, nothing written elsewhere.
-    (tmp_path / "file").write_text("x")
-    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "file" / "cache"))
-    np.testing.assert_array_equal(open_backend(art, "openvino", 1).infer(x), first)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file"]
