@@ -23,18 +23,22 @@ def cache_dir() -> Path:
     return base / "edgecnn"
 
 
+_LIBC: Any = None
+
+
 def release_free_memory() -> bool:
     """Hand freed heap memory back to the OS (glibc's malloc_trim); False where there is no glibc.
 
     After a burst of connections the allocator keeps their freed buffers mapped (fragmented arenas);
     a long-running server calls this once the burst is over, so its RSS goes back down.
     """
+    global _LIBC
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL("libc.so.6")  # glibc's soname: no ldconfig/gcc lookup (find_library) here
+        return bool(_LIBC.malloc_trim(0))
     except (OSError, AttributeError):
         return False
 
