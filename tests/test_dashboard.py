@@ -92,7 +92,8 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
     port = _free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecnn", "run", str(digits_bundle), "--source", str(digit_video_long),
+        # -X faulthandler: a shutdown that hangs is dumped (SIGABRT below), not just killed
+        [sys.executable, "-X", "faulthandler", "-m", "edgecnn", "run", str(digits_bundle), "--source", str(digit_video_long),
          "--realtime", "--threads", "1", "--serve", f"127.0.0.1:{port}", "--serve-token", "t0ken"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     base, tok = f"http://127.0.0.1:{port}/", "?token=t0ken"  # the page passes the token on to stream + API
@@ -169,8 +170,9 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
             try:
                 proc.communicate(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+                proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+                _, dump = proc.communicate()
+                pytest.fail(f"no exit 20 s after Ctrl-C; thread stacks:\n{dump[-6000:]}")
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr and not proc.stderr.closed else ""
 
 

@@ -260,7 +260,7 @@ def test_run_serve_returns_jpeg_and_ctrl_c_finishes_cleanly(digits_bundle):
             "--threads", "1", "--max-frames", "600"]
     # As on a device: host libraries blocked (also keeps the start fast).
     code = BLOCK_HOST_LIBS + f"from edgecnn.cli import main; sys.exit(main({args!r}))"
-    cmd = [sys.executable, "-c", code]
+    cmd = [sys.executable, "-X", "faulthandler", "-c", code]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -277,7 +277,11 @@ def test_run_serve_returns_jpeg_and_ctrl_c_finishes_cleanly(digits_bundle):
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (576, 768, 3)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler (-X faulthandler) prints every thread's stack
+            pytest.fail(f"no exit 30 s after Ctrl-C; thread stacks:\n{proc.communicate()[1][-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
