@@ -95,7 +95,8 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
         # -X faulthandler: a shutdown that hangs is dumped (SIGABRT below), not just killed
         [sys.executable, "-X", "faulthandler", "-m", "edgecnn", "run", str(digits_bundle), "--source", str(digit_video_long),
          "--realtime", "--threads", "1", "--serve", f"127.0.0.1:{port}", "--serve-token", "t0ken"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even in a background suite
     base, tok = f"http://127.0.0.1:{port}/", "?token=t0ken"  # the page passes the token on to stream + API
     driver = None
     try:

@@ -261,7 +261,10 @@ def test_run_serve_returns_jpeg_and_ctrl_c_finishes_cleanly(digits_bundle):
     # As on a device: host libraries blocked (also keeps the start fast).
     code = BLOCK_HOST_LIBS + f"from edgecnn.cli import main; sys.exit(main({args!r}))"
     cmd = [sys.executable, "-X", "faulthandler", "-c", code]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    # SIGINT at its default in the child: a suite started in the background (nohup ... &) ignores
+    # SIGINT, the child would inherit that, and Python then installs no KeyboardInterrupt handler.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         jpeg, deadline = None, time.monotonic() + 60
