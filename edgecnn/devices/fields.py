@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import EdgeCNNError
 
@@ -21,3 +23,14 @@ def field(d: Any, key: str, where: str, types: type | tuple, nullable: bool = Fa
     check(isinstance(value, types) and not isinstance(value, bool), where,
           f"field '{key}' has the wrong type ({type(value).__name__})")
     return value
+
+
+def read_profile(path: Path, where: str, name: str, validate: Callable[[Any, str], None]) -> dict:
+    """A packaged profile file: JSON, validated by `validate`, its `name` field equal to `name`."""
+    try:
+        profile = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise EdgeCNNError(f"{where}: not valid JSON ({e})") from None
+    validate(profile, where)
+    check(profile["name"] == name, where, f"name is {profile['name']!r}, expected {name!r}")
+    return profile

@@ -15,7 +15,6 @@ the application come on top of both, so the headroom is printed too.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from ..errors import EdgeCNNError
 from .fields import check as _check
 from .fields import field as _get
+from .fields import read_profile
 
 SCHEMA = "edgecnn.mcu-profile/1"
 
@@ -72,14 +72,7 @@ def load_mcu_profile(name: str) -> dict:
     names = mcu_profile_names()
     if name not in names:
         raise EdgeCNNError(f"unknown microcontroller profile {name!r}; choose one of: {', '.join(names)}")
-    where = f"devices/profiles/mcu/{name}.json"
-    try:
-        p = json.loads((_dir() / f"{name}.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EdgeCNNError(f"{where}: not valid JSON ({e})") from None
-    validate_mcu_profile(p, where)
-    _check(p["name"] == name, where, f"name is {p['name']!r}, expected {name!r}")
-    return p
+    return read_profile(_dir() / f"{name}.json", f"devices/profiles/mcu/{name}.json", name, validate_mcu_profile)
 
 
 def fit(tflm: dict, profile: dict) -> dict:

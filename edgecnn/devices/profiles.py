@@ -19,13 +19,13 @@ profile where the user left them unset; `edgecnn run/profile --device NAME` use 
 from __future__ import annotations
 
 import argparse
-import json
 from importlib import resources
 from typing import Any
 
 from ..errors import EdgeCNNError
 from .fields import check as _check
 from .fields import field as _field
+from .fields import read_profile
 
 SCHEMA = "edgecnn.device-profile/1"
 FAMILIES = ("raspberry-pi", "jetson", "generic")
@@ -111,14 +111,7 @@ def load_profile(name: str) -> dict:
                                f"edgecnn; use `edgecnn info --profile {name} --bundle DIR` or `edgecnn export "
                                f"--formats tflm --int8 --calib DATA --device {name}`")
         raise EdgeCNNError(f"unknown device profile {name!r}; choose one of: {', '.join(names)}")
-    where = f"devices/profiles/{name}.json"
-    try:
-        profile = json.loads((_profiles_dir() / f"{name}.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise EdgeCNNError(f"{where}: not valid JSON ({e})") from None
-    validate_profile(profile, where)
-    _check(profile["name"] == name, where, f"name is {profile['name']!r}, expected {name!r}")
-    return profile
+    return read_profile(_profiles_dir() / f"{name}.json", f"devices/profiles/{name}.json", name, validate_profile)
 
 
 def apply_profile(args: argparse.Namespace, profile: dict) -> dict[str, Any]:
