@@ -43,6 +43,17 @@ def release_free_memory() -> bool:
         return False
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), for one-line errors.
+
+    Native libraries prefix messages with "Exception from src/...cpp:NN:" lines (OpenVINO); the first
+    other line says what went wrong.
+    """
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith("Exception from ")]
+    return (useful or lines or [type(e).__name__])[0][:limit]
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -216,6 +216,43 @@ def test_export_model_bad_input_is_one_clear_error(tmp_path):
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_model_the_tflite_converter_cannot_lower_is_one_line_and_leaves_nothing(tmp_path):
+    import edgecnn
+
+    class Erfinv(nn.Module):  # aten.erfinv has no TFLite lowering in litert-torch (a real converter failure)
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(400, 10)
+
+        def forward(self, x):
+            return self.fc(torch.special.erfinv(x.clamp(-0.5, 0.5)).flatten(1))
+
+    with pytest.raises(EdgeCNNError) as err:
+        edgecnn.export_model(Erfinv(), tmp_path / "x", input_size=(1, 20, 20), classes=[str(i) for i in range(10)],
+                             mean=[0.1], std=[0.3], calib="digits", formats=("tflite",))
+    msg = str(err.value)
+    assert "litert-torch cannot convert this model to TFLite fp32" in msg and "erfinv" in msg, msg
+    assert "\n" not in msg and "site-packages" not in msg
+    assert list(tmp_path.iterdir()) == []  # no half bundle, no staging directory
+
+
+def test_linear_over_a_1x1_map_converts_to_tflite(tmp_path):
+    """ConvNeXt's block (permute, LayerNorm, Linear over N,H,W,C) on a 1x1 map: what ConvNeXt and Swin
+    have at 32 px. litert-torch rejected it (rank-4 batch_matmul); edgecnn converts the Linear over rows."""
+    from torchvision.models.convnext import CNBlock
+
+    from edgecnn.export.tflite import export_tflite, run_tflite
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 16), CNBlock(8, 1.0, 0.0), nn.Flatten(), nn.Linear(8, 3)).eval()
+    x = np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32)
+    export_tflite(model, x, tmp_path / "m.tflite")
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert np.abs(run_tflite(tmp_path / "m.tflite", x) - want).max() < 1e-4
+    assert nn.Linear.forward.__qualname__ == "Linear.forward"  # the patch is undone after the conversion
+
+
 def test_import_is_lazy_and_torch_free():
     code = ("import sys, edgecnn; assert 'torch' not in sys.modules; assert 'export_model' in dir(edgecnn); "
             "edgecnn.Classifier; assert 'torch' not in sys.modules; print('ok')")

@@ -90,7 +90,7 @@ def test_models_cli_lists_every_model(capsys):
     assert re.search(r"^lenet5\s+1x32x32\s+61,706\s+0\.42M", out, re.M)
 
 
-def _fit_digits(epochs: int, *, resume=None, stop_after: int | None = None, model=None):
+def _fit_digits(epochs: int, *, resume=None, stop_after: int | None = None, model=None, ema: float = 0.0):
     """LeNet-5 on 600 real digits; returns (model, resume states by epoch)."""
     ds = load_dataset("digits")
     spec = default_input_spec(ds, 32)
@@ -109,21 +109,25 @@ def _fit_digits(epochs: int, *, resume=None, stop_after: int | None = None, mode
 
     try:
         fit(model, ds, spec, epochs=epochs, lr=3e-3, batch_size=64, train_limit=600, seed=0, device="cpu",
-            resume=resume, on_epoch=on_epoch, progress=False)
+            resume=resume, on_epoch=on_epoch, progress=False, ema_epochs=ema)
     except KeyboardInterrupt:
         pass
     return model, states
 
 
-def test_fit_resume_continues_exactly(one_thread):
-    straight, straight_states = _fit_digits(4)
-    _, first = _fit_digits(4, stop_after=2)
+@pytest.mark.parametrize("ema", [0.0, 1.5])
+def test_fit_resume_continues_exactly(one_thread, ema):
+    straight, straight_states = _fit_digits(4, ema=ema)
+    _, first = _fit_digits(4, stop_after=2, ema=ema)
     assert sorted(first) == [1, 2]
     torch.manual_seed(123)  # a different process state: resuming must not depend on it
     resumed = build_model("lenet5", 10, 1)
-    resumed.load_state_dict(first[2]["weights"])
-    resumed, later = _fit_digits(4, resume=first[2]["resume"], model=resumed)
+    resumed.load_state_dict(first[2]["weights"])  # with EMA: the average; the live weights are in "resume"
+    resumed, later = _fit_digits(4, resume=first[2]["resume"], model=resumed, ema=ema)
     assert sorted(later) == [3, 4]
+    if ema:  # what is validated and saved is the average, not the live weights training continues from
+        saved, live = first[2]["weights"], first[2]["resume"]["live"]
+        assert any(not torch.equal(v, live[k]) for k, v in saved.items())
     for k, v in straight.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     def measured(history):  # everything but wall time

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import EdgeCNNError
+from ..utils import first_line
 
 # Fine-tuning a user's module: Adam at lr/3 (see compress.common.finetune_hyperparameters).
 _USER_TRAIN_ARGS = {"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}
@@ -74,8 +75,7 @@ def prune_model(model: nn.Module, ratio: float, data: Any = None, *, input_size:
     except EdgeCNNError:
         raise
     except Exception as e:  # torch-pruning cannot trace the dependency graph of some modules
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeCNNError(f"torch-pruning cannot prune this module: {type(e).__name__}: {text[:200]}") from None
+        raise EdgeCNNError(f"torch-pruning cannot prune this module: {type(e).__name__}: {first_line(e)}") from None
 
 
 def qat_model(model: nn.Module, data: Any, *, input_size: Sequence[int], mean: Sequence[float] = (0.0,),

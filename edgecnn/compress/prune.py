@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import EdgeCNNError
 from ..threads import with_host_threads
+from ..utils import first_line
 from .structure import record_structure
 
 METHODS = ("l1", "l2", "taylor")
@@ -46,11 +47,6 @@ class PruneSettings:
             raise EdgeCNNError(f"--iterative must be >= 1, got {self.iterative}")
         if self.round_to is not None and self.round_to < 1:
             raise EdgeCNNError(f"--round-to must be >= 1, got {self.round_to}")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 def output_layer(model: nn.Module) -> str | None:
@@ -102,7 +98,7 @@ def make_pruner(model: nn.Module, example: torch.Tensor, settings: PruneSettings
             ignored_layers=ignored,
         )
     except Exception as e:  # torch-pruning raises whatever the traced forward raised
-        raise EdgeCNNError(f"torch-pruning cannot trace this model's graph ({type(e).__name__}: {_first_line(e)}); "
+        raise EdgeCNNError(f"torch-pruning cannot trace this model's graph ({type(e).__name__}: {first_line(e)}); "
                            "nothing was pruned") from None
 
 
@@ -125,7 +121,7 @@ def prune_step(pruner, model: nn.Module, example: torch.Tensor, method: str,
     try:
         pruner.step()
     except Exception as e:
-        raise EdgeCNNError(f"torch-pruning failed to prune this model ({type(e).__name__}: {_first_line(e)})") from None
+        raise EdgeCNNError(f"torch-pruning failed to prune this model ({type(e).__name__}: {first_line(e)})") from None
     finally:
         model.zero_grad(set_to_none=True)
     model.eval()
@@ -134,7 +130,7 @@ def prune_step(pruner, model: nn.Module, example: torch.Tensor, method: str,
             model(example)
     except Exception as e:
         raise EdgeCNNError("the pruned model no longer runs: its forward() has a shape that torch-pruning cannot "
-                           f"see (e.g. a hard-coded view/reshape): {type(e).__name__}: {_first_line(e)}") from None
+                           f"see (e.g. a hard-coded view/reshape): {type(e).__name__}: {first_line(e)}") from None
 
 
 def channel_counts(model: nn.Module) -> dict[str, int]:

@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeCNNError
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, first_line
 
 _DTYPES = {np.float32: "float32", np.float16: "float16", np.int8: "int8", np.uint8: "uint8"}
 
@@ -59,6 +60,35 @@ def _quiet(what: str = "the model"):
                 sys.stderr.write(held.read().decode(errors="replace"))
 
 
+@contextlib.contextmanager
+def _linear_over_rows():
+    """Convert every nn.Linear on a >= 4-D input as a 2-D one (rows = all leading dims), same numbers.
+
+    litert-torch lowers a Linear over an (N, 1, 1, C) tensor to a rank-4 batch_matmul that its own
+    verifier rejects ("'tfl.batch_matmul' op found invalid output rank, expected 3 but got 4"):
+    ConvNeXt and Swin at 32 px, whose last stage is a 1x1 map, did not convert before this.
+    """
+    import torch.nn as nn
+
+    original = nn.Linear.forward
+
+    def forward(self: nn.Linear, x):
+        if x.ndim < 4:
+            return original(self, x)
+        return original(self, x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out_features)
+
+    nn.Linear.forward = forward
+    try:
+        yield
+    finally:
+        nn.Linear.forward = original
+
+
+def _site_relative(text: str) -> str:
+    """Drop the install prefix of source paths in a converter message (…/site-packages/torch/... -> torch/...)."""
+    return re.sub(r"\S*/site-packages/", "", text)
+
+
 def _nhwc(x_nchw: np.ndarray):
     import torch
 
@@ -74,18 +104,25 @@ def export_tflite(model, sample: np.ndarray, path: str | Path, precision: str = 
         import litert_torch
     wrapped = litert_torch.to_channel_last_io(model, args=[0]).eval()
     args = (_nhwc(sample[:1]),)
-    with _quiet(str(path)), torch.no_grad():
-        if precision == "fp32":
-            edge = litert_torch.convert(wrapped, args)
-        elif precision == "fp16":
-            from litert_torch.generative.quantize import quant_recipes
+    if precision not in ("fp32", "fp16", "int8"):
+        raise EdgeCNNError(f"unknown TFLite precision '{precision}'")
+    try:
+        with _quiet(str(path)), torch.no_grad(), _linear_over_rows():
+            if precision == "fp32":
+                edge = litert_torch.convert(wrapped, args)
+            elif precision == "fp16":
+                from litert_torch.generative.quantize import quant_recipes
 
-            edge = litert_torch.convert(wrapped, args, quant_config=quant_recipes.full_fp16_recipe())
-        elif precision == "int8":
-            edge = _convert_int8(wrapped, args, calib)
-        else:
-            raise EdgeCNNError(f"unknown TFLite precision '{precision}'")
-        data = edge.model_content()
+                edge = litert_torch.convert(wrapped, args, quant_config=quant_recipes.full_fp16_recipe())
+            else:
+                edge = _convert_int8(wrapped, args, calib)
+            data = edge.model_content()
+    except (EdgeCNNError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # the converter's own failure (an op it cannot lower): say which step and why
+        raise EdgeCNNError(f"{Path(path).name}: litert-torch cannot convert this model to TFLite {precision} "
+                           f"({type(e).__name__}: {_site_relative(first_line(e, 300))}); the other formats "
+                           "export without it (e.g. --formats onnx)") from None
     # Written by Python, not by the converter's native writer: a full disk is an OSError naming the path.
     atomic_write_bytes(path, data)
 

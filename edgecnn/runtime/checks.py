@@ -16,11 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeCNNError
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+from ..utils import first_line
 
 
 def expected_input_shape(input_spec: dict, layout: str) -> tuple[int, int, int]:
@@ -54,7 +50,7 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
     except Exception as e:  # engines raise their own types; report them as one line
         raise EdgeCNNError(
             f"{file}: the model does not run on the manifest's input {c}x{h}x{w} ({type(e).__name__}: "
-            f"{_first_line(e)})"
+            f"{first_line(e)})"
         ) from None
     n = int(np.asarray(logits).reshape(1, -1).shape[1])
     if n != len(classes):

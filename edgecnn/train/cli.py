@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "classes (ImageNet weights: ImageNet normalization and 224 px unless --img-size)")
     p.add_argument("--freeze-backbone", type=int, default=0, metavar="EPOCHS",
                    help="with --weights/--pretrained: train only the classifier for the first EPOCHS epochs")
+    p.add_argument("--ema", type=float, metavar="EPOCHS",
+                   help="validate and save an exponential moving average of the weights over about EPOCHS "
+                        "epochs (0: off)")
     p.add_argument("--augment", dest="augment", action="store_true", default=None,
                    help="force augmentation (default: crop+flip for natural images, resized crop + flip + "
                         "colour jitter up to 10k of them; small affine for digit-like data up to 10k "
@@ -120,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
         small_input=args.small_input, pretrained=args.pretrained, seed=args.seed, resume=resume,
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
         train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
-        weights=args.weights, freeze_backbone=args.freeze_backbone,
+        weights=args.weights, freeze_backbone=args.freeze_backbone, ema=args.ema,
     )
     from .checkpoint import read_checkpoint
 

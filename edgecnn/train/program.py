@@ -14,13 +14,9 @@ import torch
 from torch import nn
 
 from ..errors import EdgeCNNError
+from ..utils import first_line
 
 MAX_BATCH = 4096
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
 def input_spec(input_size: Sequence[int], mean: Sequence[float], std: Sequence[float], color: str | None,
@@ -50,7 +46,7 @@ def export_program(model: nn.Module, spec: dict, num_classes: int) -> torch.expo
             y = model(x)
     except Exception as e:
         raise EdgeCNNError(f"the model does not run on a {tuple(x.shape)} input: {type(e).__name__}: "
-                           f"{_first_line(e)}") from None
+                           f"{first_line(e)}") from None
     if not isinstance(y, torch.Tensor) or y.ndim != 2:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else ""
         raise EdgeCNNError(f"the model must return one (N, classes) tensor of logits, got {type(y).__name__}{shape}")
@@ -61,7 +57,7 @@ def export_program(model: nn.Module, spec: dict, num_classes: int) -> torch.expo
         return torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
     except Exception as e:
         raise EdgeCNNError(f"the model does not trace with torch.export (needed to export or store it as data): "
-                           f"{type(e).__name__}: {_first_line(e)}") from None
+                           f"{type(e).__name__}: {first_line(e)}") from None
 
 
 def module_from_program(data: bytes) -> nn.Module:
@@ -69,7 +65,7 @@ def module_from_program(data: bytes) -> nn.Module:
     try:
         program = torch.export.load(io.BytesIO(data))
     except Exception as e:
-        raise EdgeCNNError(f"the checkpoint's exported program does not load: {_first_line(e)}") from None
+        raise EdgeCNNError(f"the checkpoint's exported program does not load: {first_line(e)}") from None
     module = program.module()
     # ExportedProgram.module() forbids .train()/.eval(); the graph was exported in eval mode (BatchNorm
     # uses running stats, dropout is gone), so the flags are inert: restore nn.Module's methods.

@@ -195,6 +195,22 @@ def recalibrate_batchnorm(model: nn.Module, train_data: PreprocessedSplit, *, ba
     return min(len(positions), len(loader) * batch_size)
 
 
+def make_ema(model: nn.Module, horizon_steps: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of `model`'s weights over about `horizon_steps` optimizer steps.
+
+    decay = 1 - 1 / horizon, warmed up as timm's ModelEma does (min(decay, (1 + n) / (10 + n))), so
+    that the first steps do not keep the random initial weights in the average. Buffers are copied
+    (BatchNorm statistics are re-estimated for the averaged weights after each epoch anyway).
+    """
+    decay = 1.0 - 1.0 / max(horizon_steps, 2.0)
+
+    def average(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return avg * d + new * (1.0 - d)
+
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=False)
+
+
 def _make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -251,7 +267,7 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         train_limit: int | None = None, amp: bool = True, resume: dict | None = None,
         on_epoch: Callable[[EpochEnd], None] | None = None, progress: bool = True,
         set_train_mode: Callable[[nn.Module, bool], Any] | None = None,
-        bn_images: int = BN_IMAGES, freeze_backbone_epochs: int = 0) -> list[dict]:
+        bn_images: int = BN_IMAGES, freeze_backbone_epochs: int = 0, ema_epochs: float = 0.0) -> list[dict]:
     """Train `model` in place; return the per-epoch history.
 
     Args:
@@ -278,6 +294,9 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             un-augmented training images (`recalibrate_batchnorm`), so that validation and the saved
             checkpoints are what eval mode computes; 0 disables it (and it is skipped for QAT graphs).
         freeze_backbone_epochs: for the first epochs, only the classifier (the last Linear) learns.
+        ema_epochs: > 0 keeps an exponential moving average of the weights over about this many
+            epochs of steps (`make_ema`); validation, the checkpoints and the returned model are the
+            averaged weights (not for QAT graphs).
 
     Returns:
         list of per-epoch dicts: epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5,
@@ -334,6 +353,11 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             sched = _make_schedule(opt, schedule, lr, total_steps, last_step=done - 1 if done else -1)
     else:
         sched = _make_schedule(opt, schedule, lr, total_steps)
+    ema = make_ema(model, ema_epochs * steps_per_epoch) if ema_epochs > 0 and set_train_mode is None else None
+    if ema is not None and resume and resume.get("ema"):
+        # a checkpoint's weights are the average; training continues from the live weights
+        model.load_state_dict(resume["live"])
+        ema.load_state_dict(resume["ema"])
     if start_epoch >= epochs:
         raise EdgeCNNError(f"already trained {start_epoch} epochs; ask for more with --epochs (> {start_epoch})")
     if freeze_backbone_epochs and world > 1:
@@ -374,6 +398,8 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach().double().cpu() * len(y)
             correct += (out.detach().argmax(1) == y).sum().cpu()
             seen += len(y)
@@ -393,15 +419,19 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
             "val_top5": None,
         }
         row["train_seconds"] = round(time.perf_counter() - t0, 3)
+        shown = ema.module if ema is not None else model  # what is validated and checkpointed
+        if ema is not None:  # the average holds weights only; buffers (BN counters, stats) follow the model
+            for kept, live in zip(shown.buffers(), model.buffers()):
+                kept.copy_(live)
         if set_train_mode is None and rank == 0:
-            used = recalibrate_batchnorm(model, train_data, batch_size=batch_size, device=dev,
+            used = recalibrate_batchnorm(shown, train_data, batch_size=batch_size, device=dev,
                                          max_images=bn_images, seed=seed)
             if used and epoch == start_epoch + 1:
                 print(f"BatchNorm statistics are re-estimated after each epoch on {used} training images",
                       flush=True)
         if val_data is not None:
-            mode(model, False)
-            logits, labels = predict_logits(model, val_data, device=dev)
+            mode(shown, False)
+            logits, labels = predict_logits(shown, val_data, device=dev)
             m = metrics_from_logits(logits, labels, dataset.classes)
             row.update(val_loss=m["loss"], val_acc=m["top1"], val_top5=m["top5"])
         row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -428,8 +458,12 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
                 "history": [dict(r) for r in history],
                 "best_loss": best_loss,
                 "seed": seed,
+                "ema": ema.state_dict() if ema is not None else None,
+                "live": model.state_dict() if ema is not None else None,
             }
-            on_epoch(EpochEnd(epoch, row, history, is_best, model, state))
+            on_epoch(EpochEnd(epoch, row, history, is_best, shown, state))
+    if ema is not None:  # the caller's model ends as the averaged one, which is what was validated
+        model.load_state_dict(ema.module.state_dict())
     mode(model, False)
     return history
 
@@ -490,7 +524,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
           device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool | None = None,
           train_limit: int | None = None, overwrite: bool = False, progress: bool = True,
           threads: int | None = None, bn_images: int = BN_IMAGES, weights: str | os.PathLike | None = None,
-          freeze_backbone: int = 0) -> Path:
+          freeze_backbone: int = 0, ema: float | None = None) -> Path:
     """Train a registry model on a named dataset and write a run directory; returns best.pt's path.
 
     `resume` is a last.pt path: the run continues with that run's settings (only `epochs`,
@@ -529,6 +563,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
             "width_mult": width_mult, "small_input": small_input, "pretrained": pretrained, "seed": seed,
             "device": device, "workers": workers, "augment": augment, "train_limit": train_limit,
             "weights": str(weights) if weights is not None else None, "freeze_backbone": freeze_backbone,
+            "ema": ema,
         }
     if args["optimizer"] not in OPTIMIZERS:
         raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
@@ -648,7 +683,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
                       device=dev, augment=args["augment"], workers=args["workers"],
                       train_limit=args["train_limit"], resume=resume_ckpt["resume"] if resume_ckpt else None,
                       on_epoch=on_epoch, progress=progress, bn_images=bn_images,
-                      freeze_backbone_epochs=int(args.get("freeze_backbone") or 0))
+                      freeze_backbone_epochs=int(args.get("freeze_backbone") or 0),
+                      ema_epochs=float(args.get("ema") or 0.0))
         seconds = time.perf_counter() - t0
         if main:
             _finish(out, ds, input_spec, history, seconds, args, name, dev, record)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
+from ...utils import first_line
 from . import Backend
 
 _PRECISION_TYPES = ("f32", "bf16", "f16")
@@ -80,13 +81,6 @@ def bf16_supported() -> bool:
     return "BF16" in cpu_capabilities()
 
 
-def _first_line(e: Exception) -> str:
-    # OpenVINO prefixes messages with "Exception from src/...cpp:NN:" lines; the first other line says what.
-    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
-    useful = [s for s in lines if not s.startswith("Exception from ")]
-    return (useful or lines or [type(e).__name__])[0]
-
-
 class OpenVINOBackend(Backend):
     """An ONNX artifact compiled by OpenVINO for the CPU (NCHW, float32 I/O also for QDQ int8)."""
 
@@ -126,7 +120,7 @@ class OpenVINOBackend(Backend):
         except EdgeCNNError:
             raise
         except Exception as e:  # OpenVINO raises RuntimeError for unreadable/unsupported files
-            raise EdgeCNNError(f"{artifact.path}: OpenVINO cannot load this model ({_first_line(e)})") from None
+            raise EdgeCNNError(f"{artifact.path}: OpenVINO cannot load this model ({first_line(e)})") from None
         compiled = self.compiled
         self.check_io(tuple(dims), compiled.input(0).element_type.to_dtype(),
                       compiled.output(0).element_type.to_dtype())
@@ -162,7 +156,7 @@ class OpenVINOBackend(Backend):
                 self._dynamic = self._compile(self.model)[1]
             except Exception as e:
                 raise EdgeCNNError(f"{self.artifact.path}: OpenVINO cannot run batch {batch} "
-                                   f"({_first_line(e)})") from None
+                                   f"({first_line(e)})") from None
         return self._dynamic
 
     def run_raw(self, x: np.ndarray) -> np.ndarray:
