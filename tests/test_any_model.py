@@ -237,14 +237,23 @@ def test_a_model_the_tflite_converter_cannot_lower_is_one_line_and_leaves_nothin
 
 
 def test_linear_over_a_1x1_map_converts_to_tflite(tmp_path):
-    """ConvNeXt's block (permute, LayerNorm, Linear over N,H,W,C) on a 1x1 map: what ConvNeXt and Swin
-    have at 32 px. litert-torch rejected it (rank-4 batch_matmul); edgecnn converts the Linear over rows."""
+    """ConvNeXt's block (permute, LayerNorm, Linear over N,H,W,C) and Swin's bias-free patch merging on a
+    1x1 map: what ConvNeXt and Swin have at 32 px. litert-torch rejected both (rank-4 batch_matmul);
+    edgecnn converts the Linear over rows (bias-free: as a 1x1 convolution)."""
     from torchvision.models.convnext import CNBlock
 
     from edgecnn.export.tflite import export_tflite, run_tflite
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 16), CNBlock(8, 1.0, 0.0), nn.Flatten(), nn.Linear(8, 3)).eval()
+    class Merge(nn.Module):  # Swin's PatchMerging reduction: a bias-free Linear over N,H,W,C
+        def __init__(self):
+            super().__init__()
+            self.reduction = nn.Linear(8, 8, bias=False)
+
+        def forward(self, x):
+            return self.reduction(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 16), CNBlock(8, 1.0, 0.0), Merge(), nn.Flatten(), nn.Linear(8, 3)).eval()
     x = np.random.default_rng(0).random((4, 1, 16, 16), dtype=np.float32)
     export_tflite(model, x, tmp_path / "m.tflite")
     with torch.no_grad():

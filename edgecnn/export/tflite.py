@@ -66,8 +66,10 @@ def _linear_over_rows():
 
     litert-torch lowers a Linear over an (N, 1, 1, C) tensor to a rank-4 batch_matmul that its own
     verifier rejects ("'tfl.batch_matmul' op found invalid output rank, expected 3 but got 4"):
-    ConvNeXt and Swin at 32 px, whose last stage is a 1x1 map, did not convert before this.
+    ConvNeXt and Swin at 32 px, whose last stage is a 1x1 map, did not convert before this. Its
+    optimizer folds reshapes, so a bias-free Linear (Swin's patch merging) becomes a 1x1 convolution.
     """
+    import torch
     import torch.nn as nn
 
     original = nn.Linear.forward
@@ -75,7 +77,12 @@ def _linear_over_rows():
     def forward(self: nn.Linear, x):
         if x.ndim < 4:
             return original(self, x)
-        return original(self, x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.out_features)
+        if self.bias is None:  # lowered to batch_matmul however it is reshaped: a 1x1 convolution instead
+            rows = x.reshape(1, -1, 1, x.shape[-1]).permute(0, 3, 1, 2)
+            y = torch.nn.functional.conv2d(rows, self.weight[:, :, None, None]).permute(0, 2, 3, 1)
+        else:
+            y = original(self, x.reshape(-1, x.shape[-1]))
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     nn.Linear.forward = forward
     try:
