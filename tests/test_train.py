@@ -17,6 +17,7 @@ import torch
 
 from edgecnn.cli import main
 from edgecnn.data import default_input_spec, load_dataset
+from edgecnn.errors import EdgeCNNError
 from edgecnn.models import build_model
 from edgecnn.train.checkpoint import FORMAT, load_checkpoint
 from edgecnn.train.trainer import fit
@@ -136,6 +137,32 @@ def test_fit_resume_continues_exactly(one_thread, ema):
     assert measured(later[4]["resume"]["history"]) == measured(straight_states[4]["resume"]["history"])
     assert [r["epoch"] for r in later[4]["resume"]["history"]] == [1, 2, 3, 4]
     assert straight_states[4]["resume"]["history"][-1]["val_acc"] > 0.5  # it did learn
+
+
+def test_cutmix_mixup_train_on_soft_targets_and_bad_names_are_one_line(one_thread, monkeypatch):
+    import torchvision.transforms.v2 as T
+
+    from edgecnn.train.trainer import make_mixer
+
+    with pytest.raises(EdgeCNNError, match="unknown --mix 'cutout'"):
+        make_mixer("cutout", 10)
+    targets = []
+    real_call = T.CutMix.__call__
+
+    def spy(self, *args):  # what the loss receives: soft (N, classes) targets whose rows sum to 1
+        out = real_call(self, *args)
+        targets.append(out[1])
+        return out
+
+    monkeypatch.setattr(T.CutMix, "__call__", spy)
+    ds = load_dataset("digits")
+    torch.manual_seed(0)
+    model = build_model("lenet5", 10, 1)
+    history = fit(model, ds, default_input_spec(ds, 32), epochs=4, lr=3e-3, batch_size=64, train_limit=600,
+                  seed=0, device="cpu", progress=False, mix="cutmix,mixup")
+    assert targets and all(t.shape[1] == 10 and torch.allclose(t.sum(1), torch.ones(len(t))) for t in targets)
+    assert any((t.max(1).values < 1).any() for t in targets)  # images really were mixed
+    assert history[-1]["val_acc"] > 0.5  # and the model still learns the real labels
 
 
 def test_cli_resume_extends_an_interrupted_run(tmp_path, capsys):

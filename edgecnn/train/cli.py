@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema", type=float, metavar="EPOCHS",
                    help="validate and save an exponential moving average of the weights over about EPOCHS "
                         "epochs (0: off)")
+    p.add_argument("--mix", metavar="KIND",
+                   help="batch mixing: cutmix, mixup, or cutmix,mixup (one of the two per batch; torchvision's)")
     p.add_argument("--augment", dest="augment", action="store_true", default=None,
                    help="force augmentation (default: crop+flip for natural images, resized crop + flip + "
                         "colour jitter up to 10k of them; small affine for digit-like data up to 10k "
@@ -124,6 +126,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
         train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
         weights=args.weights, freeze_backbone=args.freeze_backbone, ema=args.ema,
+        mix=args.mix,
     )
     from .checkpoint import read_checkpoint
 

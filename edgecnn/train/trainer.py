@@ -195,6 +195,23 @@ def recalibrate_batchnorm(model: nn.Module, train_data: PreprocessedSplit, *, ba
     return min(len(positions), len(loader) * batch_size)
 
 
+MIXES = ("cutmix", "mixup")
+
+
+def make_mixer(mix: str | None, num_classes: int) -> Callable | None:
+    """torchvision's CutMix / MixUp batch transform (alpha 1), or one of them per batch for "cutmix,mixup"."""
+    if not mix:
+        return None
+    import torchvision.transforms.v2 as T
+
+    names = [m.strip() for m in mix.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MIXES]
+    if unknown or not names:
+        raise EdgeCNNError(f"unknown --mix '{mix}'; choose cutmix, mixup or cutmix,mixup")
+    made = [T.CutMix(num_classes=num_classes) if m == "cutmix" else T.MixUp(num_classes=num_classes) for m in names]
+    return made[0] if len(made) == 1 else T.RandomChoice(made)
+
+
 def make_ema(model: nn.Module, horizon_steps: float) -> torch.optim.swa_utils.AveragedModel:
     """An exponential moving average of `model`'s weights over about `horizon_steps` optimizer steps.
 
@@ -267,7 +284,8 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         train_limit: int | None = None, amp: bool = True, resume: dict | None = None,
         on_epoch: Callable[[EpochEnd], None] | None = None, progress: bool = True,
         set_train_mode: Callable[[nn.Module, bool], Any] | None = None,
-        bn_images: int = BN_IMAGES, freeze_backbone_epochs: int = 0, ema_epochs: float = 0.0) -> list[dict]:
+        bn_images: int = BN_IMAGES, freeze_backbone_epochs: int = 0, ema_epochs: float = 0.0,
+        mix: str | None = None) -> list[dict]:
     """Train `model` in place; return the per-epoch history.
 
     Args:
@@ -297,6 +315,8 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         ema_epochs: > 0 keeps an exponential moving average of the weights over about this many
             epochs of steps (`make_ema`); validation, the checkpoints and the returned model are the
             averaged weights (not for QAT graphs).
+        mix: "cutmix", "mixup" or "cutmix,mixup" (one of the two per batch): torchvision's batch
+            transforms, soft targets in the loss; train accuracy is then against the larger share.
 
     Returns:
         list of per-epoch dicts: epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5,
@@ -328,6 +348,7 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
     use_amp = amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    mixer = make_mixer(mix, len(dataset.classes))
 
     sampler_seed_gen = torch.Generator()
     per_rank = math.ceil(len(train_data) / world)
@@ -390,9 +411,13 @@ def fit(model: nn.Module, dataset: Dataset, input_spec: dict, *, epochs: int, lr
         bar = _progress(loader, f"epoch {epoch}/{epochs}", enabled=progress and rank == 0)
         for x, y in bar:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            target = y
+            if mixer is not None:
+                x, target = mixer(x, y)
+                y = target.argmax(1)
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
                 out = net(x)
-                loss = criterion(out, y)
+                loss = criterion(out, target)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -524,7 +549,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
           device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool | None = None,
           train_limit: int | None = None, overwrite: bool = False, progress: bool = True,
           threads: int | None = None, bn_images: int = BN_IMAGES, weights: str | os.PathLike | None = None,
-          freeze_backbone: int = 0, ema: float | None = None) -> Path:
+          freeze_backbone: int = 0, ema: float | None = None, mix: str | None = None) -> Path:
     """Train a registry model on a named dataset and write a run directory; returns best.pt's path.
 
     `resume` is a last.pt path: the run continues with that run's settings (only `epochs`,
@@ -563,10 +588,13 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
             "width_mult": width_mult, "small_input": small_input, "pretrained": pretrained, "seed": seed,
             "device": device, "workers": workers, "augment": augment, "train_limit": train_limit,
             "weights": str(weights) if weights is not None else None, "freeze_backbone": freeze_backbone,
-            "ema": ema,
+            "ema": ema, "mix": mix,
         }
     if args["optimizer"] not in OPTIMIZERS:
         raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
+    make_mixer(args.get("mix"), 2)  # an unknown --mix is one line before any data is loaded
+    if args.get("ema") is not None and args["ema"] < 0:
+        raise EdgeCNNError(f"--ema must be >= 0 epochs, got {args['ema']}")
     if args["schedule"] not in SCHEDULES:
         raise EdgeCNNError(f"unknown schedule '{args['schedule']}'; choose one of: {', '.join(SCHEDULES)}")
     if not 0.0 <= args["label_smoothing"] < 1.0:
@@ -684,7 +712,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
                       train_limit=args["train_limit"], resume=resume_ckpt["resume"] if resume_ckpt else None,
                       on_epoch=on_epoch, progress=progress, bn_images=bn_images,
                       freeze_backbone_epochs=int(args.get("freeze_backbone") or 0),
-                      ema_epochs=float(args.get("ema") or 0.0))
+                      ema_epochs=float(args.get("ema") or 0.0), mix=args.get("mix"))
         seconds = time.perf_counter() - t0
         if main:
             _finish(out, ds, input_spec, history, seconds, args, name, dev, record)
