@@ -101,3 +101,17 @@ def test_bad_model_requests():
         build_model("lenet5", 10, 1, width_mult=0.5)
     with pytest.raises(EdgeCNNError, match="width-mult"):
         build_model("resnet18", 10, 3, width_mult=0.5)
+
+
+def test_maxvit_is_built_for_its_input_side_and_refuses_one_its_partitions_cannot_take(capsys):
+    """MaxViT's 7x7 partitions need a side that is a multiple of 224: it is built for the side asked for
+    (like ViT's patch grid), its minimum is 224, and another side is one line, not a shape error mid-run."""
+    from edgecnn.cli import main
+    from edgecnn.models import get_spec
+
+    assert get_spec("maxvit_t").min_input_size == 224 and "image_size" in get_spec("maxvit_t").options
+    with pytest.raises(EdgeCNNError, match="maxvit_t cannot be built for 480 px \\(it needs a multiple of 224 px\\): .*not divisible by partition size 7"):
+        build_model("maxvit_t", 3, 3, image_size=448 + 32)
+    assert main(["train", "maxvit_t", "--img-size", "64", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgecnn: error:") and "224" in err and "\n" not in err, err

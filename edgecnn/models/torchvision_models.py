@@ -14,6 +14,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from ..errors import EdgeCNNError
+from ..utils import first_line
 
 
 def _replace_stem(conv: nn.Conv2d, in_channels: int, stride: int | None = None,
@@ -117,8 +118,9 @@ def resnet18(num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.
 # ---------------------------------------------------------------------------------------------
 # Every other torchvision classification builder, by name (registered on first use by the registry)
 
-# Transformers fix their patch grid at construction: they take the input size instead of small_input.
-_IMAGE_SIZE_ARCHS = ("vit_",)
+# Transformers fix their patch grid at construction: they take the input size instead of small_input
+# (ViT as `image_size`, MaxViT as `input_size`, whose 7x7 partitions need a side that is a multiple of 224).
+_IMAGE_SIZE_ARCHS = ("vit_", "maxvit_")
 _NO_SMALL_INPUT = ("vit_", "swin_", "maxvit_")
 # Output layer per family (for the registry's `classifier` field).
 _CLASSIFIERS = (("resnet", "fc"), ("resnext", "fc"), ("wide_resnet", "fc"), ("regnet", "fc"),
@@ -128,7 +130,7 @@ _CLASSIFIERS = (("resnet", "fc"), ("resnext", "fc"), ("wide_resnet", "fc"), ("re
                 ("efficientnet", "classifier.1"), ("mnasnet", "classifier.1"), ("mobilenet_v3", "classifier.3"),
                 ("mobilenet_v2", "classifier.1"))
 # Smallest input side the architecture accepts (torchvision asserts it, or a pooling runs out of pixels).
-_MIN_SIZE = {"inception_v3": 75, "alexnet": 63, "maxvit_t": 64}
+_MIN_SIZE = {"inception_v3": 75, "alexnet": 63, "maxvit_t": 224}
 
 
 def builder_names() -> list[str]:
@@ -172,9 +174,16 @@ def build_generic(builder_name: str, num_classes: int = 10, in_channels: int = 3
         kwargs.update(aux_logits=False, transform_input=False)
         if not pretrained:
             kwargs["init_weights"] = True
-    if image_size and builder_name.startswith(_IMAGE_SIZE_ARCHS):
+    if image_size and builder_name.startswith("vit_"):
         kwargs["image_size"] = int(image_size)
-    m = _build(builder, builder_name, pretrained, **kwargs)
+    elif image_size and builder_name.startswith("maxvit_"):
+        kwargs["input_size"] = (int(image_size), int(image_size))
+    try:
+        m = _build(builder, builder_name, pretrained, **kwargs)
+    except ValueError as e:  # torchvision's own check of the input size (MaxViT's partitions, ViT's patches)
+        need = "a multiple of 224 px" if builder_name.startswith("maxvit_") else "a multiple of its patch size"
+        raise EdgeCNNError(f"{builder_name} cannot be built for {image_size} px (it needs {need}): "
+                           f"{first_line(e)}") from None
     if pretrained:
         _replace_head(m, builder_name, num_classes)
     if small_input:
