@@ -155,7 +155,7 @@ def test_mobilenet_v3_small_leaves_chance_on_small_colour_data(photos, tmp_path,
     """torchvision's MobileNetV3 BatchNorm momentum (0.01) left eval mode at exactly 1/3 on such data.
 
     Measured with the BatchNorm re-estimation, 6 epochs at 32 px: test 0.92 on the first patch set,
-    0.58 and >= 0.6 on this one; without it 0.333 in every epoch (see docs/training.md).
+    0.58-0.74 on this one; without it 0.333 in every epoch (see docs/training.md).
     """
     out = tmp_path / "mnv3"
     rc, stdout, err = cli(capsys, "train", "mobilenet_v3_small", "--data", f"folder:{photos}", "--img-size", 32,
@@ -165,7 +165,8 @@ def test_mobilenet_v3_small_leaves_chance_on_small_colour_data(photos, tmp_path,
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["at_chance"] is False
     # chance 0.333 + two binomial standard errors on 90 images = 0.43; measured 0.58 and >= 0.6 in
-    # two runs of this test (shared CPU), exactly 0.333 without the re-estimation
+    # two runs of this test (shared CPU), exactly 0.333 without the re-estimation; with the small-data
+    # defaults (AdamW, batch 16) 0.656 / 0.744 / 0.711 for seeds 0 / 1 / 2
     assert summary["test"]["top1"] >= 0.45, summary["test"]
 
 
