@@ -158,7 +158,7 @@ class EpochEnd:
     metrics: dict  # this epoch's row of the history
     history: list[dict]
     is_best: bool  # lowest val loss (train loss without a val split) in the schedule's last quarter
-    model: nn.Module  # the bare model (not the DDP wrapper)
+    model: nn.Module  # the bare model (not the DDP wrapper); with EMA, the averaged weights
     resume_state: dict = field(repr=False)  # pass as fit(resume=...) to continue after this epoch
 
 
