@@ -181,6 +181,8 @@ def build_generic(builder_name: str, num_classes: int = 10, in_channels: int = 3
     try:
         m = _build(builder, builder_name, pretrained, **kwargs)
     except ValueError as e:  # torchvision's own check of the input size (MaxViT's partitions, ViT's patches)
+        if not image_size:
+            raise
         need = "a multiple of 224 px" if builder_name.startswith("maxvit_") else "a multiple of its patch size"
         raise EdgeCNNError(f"{builder_name} cannot be built for {image_size} px (it needs {need}): "
                            f"{first_line(e)}") from None

@@ -594,19 +594,17 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
             raise EdgeCNNError("--weights and --pretrained both choose the starting weights; pass one")
         if freeze_backbone and weights is None and not pretrained:
             raise EdgeCNNError("--freeze-backbone needs starting weights (--weights FILE or --pretrained)")
-        hp = default_hyperparameters(name)  # optimizer and weight decay; batch and lr once the data is known
         args = {
             "model": name, "data": data, "data_root": data_root, "epochs": epochs,
-            "batch_size": batch_size, "lr": lr,  # defaults below, once the training set size is known
-            "optimizer": optimizer or hp["optimizer"],
-            "weight_decay": hp["weight_decay"] if weight_decay is None else weight_decay,
+            # None: the defaults below, once the training set size is known
+            "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
             "schedule": schedule, "label_smoothing": label_smoothing, "img_size": img_size,
             "width_mult": width_mult, "small_input": small_input, "pretrained": pretrained, "seed": seed,
             "device": device, "workers": workers, "augment": augment, "train_limit": train_limit,
             "weights": str(weights) if weights is not None else None, "freeze_backbone": freeze_backbone,
             "ema": ema, "mix": mix,
         }
-    if args["optimizer"] not in OPTIMIZERS:
+    if args["optimizer"] is not None and args["optimizer"] not in OPTIMIZERS:
         raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
     make_mixer(args.get("mix"), 2)  # an unknown --mix is one line before any data is loaded
     if args.get("ema") is not None and args["ema"] < 0:
@@ -642,11 +640,10 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     fine_tune = bool(args["pretrained"] or start["why"] == "ImageNet weights")
     n_used = min(n_train, args["train_limit"] or n_train)
     hp = default_hyperparameters(name, fine_tune, n_used)
-    if resume_ckpt is None:  # a new run: what the user did not choose follows the set's size
-        if optimizer is None:
-            args["optimizer"] = hp["optimizer"]
-        if weight_decay is None:
-            args["weight_decay"] = hp["weight_decay"]
+    if args["optimizer"] is None:  # a new run: what the user did not choose follows the set's size
+        args["optimizer"] = hp["optimizer"]
+    if args["weight_decay"] is None:
+        args["weight_decay"] = hp["weight_decay"]
     if args["optimizer"] != hp["optimizer"]:  # another optimizer than the small-data one: the model's usual lr
         hp = {**default_hyperparameters(name, fine_tune), "small_steps": hp["small_steps"]}
     if args["batch_size"] is None:  # a new run without --batch-size / --lr: the defaults for this size
