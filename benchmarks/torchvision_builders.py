@@ -39,16 +39,21 @@ def builders_by_size(max_params: int) -> list[tuple[str, int]]:
     return sorted(out, key=lambda t: t[1])
 
 
+def input_side(name: str, size: int) -> int:
+    """The side the builder is trained at: --size, or its smallest input when that is larger."""
+    from edgecnn.models import get_spec
+
+    return max(size, get_spec(name).min_input_size)
+
+
 def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: int) -> dict:
     """Train + export one builder in this process; returns the result record."""
     import torch
 
     from edgecnn.cli import main as cli
-    from edgecnn.models import get_spec
 
     torch.set_num_threads(1)
-    spec = get_spec(name)
-    side = max(size, spec.min_input_size)
+    side = input_side(name, size)
     rec: dict = {"name": name, "size": side, "small_input": False}
     run = out / "runs" / name
     buf = io.StringIO()
@@ -160,9 +165,11 @@ def main() -> int:
                                     "--one", name], capture_output=True, text=True, timeout=a.timeout, env=env)
                 lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
                 rec = json.loads(lines[-1][7:]) if lines else {
-                    "name": name, "status": "crashed", "reason": _last_error(p.stderr + p.stdout)}
+                    "name": name, "size": input_side(name, a.size), "status": "crashed",
+                    "reason": _last_error(p.stderr + p.stdout)}
             except subprocess.TimeoutExpired:
-                rec = {"name": name, "status": "timeout", "reason": f"over {a.timeout} s on 1 thread"}
+                rec = {"name": name, "size": input_side(name, a.size), "status": "timeout",
+                       "reason": f"over {a.timeout} s on 1 thread"}
             rec["total_s"] = round(time.perf_counter() - t0, 1)
         with results_file.open("a") as f:
             f.write(json.dumps(rec) + "\n")

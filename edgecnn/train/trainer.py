@@ -214,16 +214,23 @@ def recalibrate_batchnorm(model: nn.Module, train_data: PreprocessedSplit, *, ba
 MIXES = ("cutmix", "mixup")
 
 
+def mix_names(mix: str | None) -> list[str]:
+    """The batch mixes a --mix value asks for ([] for none); an unknown name is one line."""
+    if not mix:
+        return []
+    names = [m.strip() for m in mix.split(",") if m.strip()]
+    if not names or any(m not in MIXES for m in names):
+        raise EdgeCNNError(f"unknown --mix '{mix}'; choose cutmix, mixup or cutmix,mixup")
+    return names
+
+
 def make_mixer(mix: str | None, num_classes: int) -> Callable | None:
     """torchvision's CutMix / MixUp batch transform (alpha 1), or one of them per batch for "cutmix,mixup"."""
-    if not mix:
+    names = mix_names(mix)
+    if not names:
         return None
     import torchvision.transforms.v2 as T
 
-    names = [m.strip() for m in mix.split(",") if m.strip()]
-    unknown = [m for m in names if m not in MIXES]
-    if unknown or not names:
-        raise EdgeCNNError(f"unknown --mix '{mix}'; choose cutmix, mixup or cutmix,mixup")
     made = [T.CutMix(num_classes=num_classes) if m == "cutmix" else T.MixUp(num_classes=num_classes) for m in names]
     return made[0] if len(made) == 1 else T.RandomChoice(made)
 
@@ -606,7 +613,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
         }
     if args["optimizer"] is not None and args["optimizer"] not in OPTIMIZERS:
         raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
-    make_mixer(args.get("mix"), 2)  # an unknown --mix is one line before any data is loaded
+    mix_names(args.get("mix"))  # an unknown --mix is one line before any data is loaded
     if args.get("ema") is not None and args["ema"] < 0:
         raise EdgeCNNError(f"--ema must be >= 0 epochs, got {args['ema']}")
     if args["schedule"] not in SCHEDULES:
