@@ -29,7 +29,7 @@ import numpy as np
 
 from ..bundle import SCHEMA, Artifact, artifact_record, write_manifest
 from ..errors import EdgeCNNError
-from ..utils import sha256_file, staged_directory
+from ..utils import first_line, sha256_file, staged_directory
 
 TM_FILES = ("model_unquant.tflite", "model.tflite")
 _TM_LINE = re.compile(r"^(\d+)\s+(.+)$")
@@ -61,7 +61,7 @@ def _onnx_io(path: Path) -> dict:
     try:
         model = onnx.load(str(path))
     except Exception as e:
-        raise EdgeCNNError(f"{path}: not a readable ONNX file ({str(e).splitlines()[0][:120]})") from None
+        raise EdgeCNNError(f"{path}: not a readable ONNX file ({first_line(e, 120)})") from None
     graph = model.graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
@@ -95,7 +95,7 @@ def _tflite_io(path: Path) -> dict:
     try:
         it = _interpreter(path)
     except Exception as e:
-        raise EdgeCNNError(f"{path}: not a readable TFLite file ({str(e).splitlines()[0][:120]})") from None
+        raise EdgeCNNError(f"{path}: not a readable TFLite file ({first_line(e, 120)})") from None
     ins, outs = it.get_input_details(), it.get_output_details()
     if len(ins) != 1 or len(outs) != 1:
         raise EdgeCNNError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; an image classifier "

@@ -54,7 +54,7 @@ def _build(builder: Callable, builder_name: str, pretrained: bool, **kwargs) -> 
             url = getattr(weights, "url", "")
             raise EdgeCNNError(
                 f"--pretrained downloads torchvision's {builder_name} ImageNet weights ({url}) and that failed "
-                f"(offline? {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}); fetch the file "
+                f"(offline? {type(e).__name__}: {first_line(e, 100)}); fetch the file "
                 "elsewhere and pass --weights FILE, or train without --pretrained"
             ) from None
         raise

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..bundle import SCHEMA, artifact_record, write_manifest
 from ..errors import EdgeCNNError
+from ..utils import first_line
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
               "tensor(uint8)": "uint8"}
@@ -52,7 +53,7 @@ def _onnx_record(path: Path) -> tuple[dict, dict, list, list]:
     try:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise EdgeCNNError(f"{path}: onnxruntime cannot load this file ({str(e).strip().splitlines()[0][:120]})") from None
+        raise EdgeCNNError(f"{path}: onnxruntime cannot load this file ({first_line(e, 120)})") from None
     ins, outs = sess.get_inputs(), sess.get_outputs()
     if len(ins) != 1 or len(outs) != 1:
         raise EdgeCNNError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; expected one of each")
@@ -75,7 +76,7 @@ def _tflite_record(path: Path) -> tuple[dict, dict, list, list]:
     try:
         it = cls(model_path=str(path))
     except (ValueError, RuntimeError) as e:
-        raise EdgeCNNError(f"{path}: LiteRT cannot load this file ({str(e).strip().splitlines()[0][:120]})") from None
+        raise EdgeCNNError(f"{path}: LiteRT cannot load this file ({first_line(e, 120)})") from None
     ins, outs = it.get_input_details(), it.get_output_details()
     if len(ins) != 1 or len(outs) != 1:
         raise EdgeCNNError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; expected one of each")

@@ -27,7 +27,7 @@ from torch import nn
 from .. import __version__
 from ..errors import EdgeCNNError
 from ..models import build_model
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, first_line
 
 FORMAT = "edgecnn.checkpoint/1"
 
@@ -120,7 +120,7 @@ def model_from_checkpoint(ckpt: dict) -> nn.Module:
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise EdgeCNNError(f"checkpoint weights do not fit model '{m['name']}': {str(e).splitlines()[0]}") from None
+        raise EdgeCNNError(f"checkpoint weights do not fit model '{m['name']}': {first_line(e, 300)}") from None
     return model.eval()
 
 

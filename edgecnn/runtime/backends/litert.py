@@ -9,6 +9,7 @@ import numpy as np
 
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
+from ...utils import first_line
 from . import Backend
 
 
@@ -42,8 +43,7 @@ class LiteRTBackend(Backend):
             self.interpreter = interpreter_cls(model_path=str(artifact.path), num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgeCNNError(f"{artifact.path}: LiteRT cannot load this model ({first})") from None
+            raise EdgeCNNError(f"{artifact.path}: LiteRT cannot load this model ({first_line(e)})") from None
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         self._in_index, self._out_index = inp["index"], out["index"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
+from ...utils import first_line
 from . import Backend
 
 # Preferred order; only those present in this onnxruntime build are used.
@@ -66,8 +67,7 @@ class OnnxRuntimeBackend(Backend):
                 str(artifact.path), so, providers=_provider_list(ort, providers, artifact.precision)
             )
         except Exception as e:  # onnxruntime raises its own types for invalid/corrupt files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgeCNNError(f"{artifact.path}: onnxruntime cannot load this model ({first})") from None
+            raise EdgeCNNError(f"{artifact.path}: onnxruntime cannot load this model ({first_line(e)})") from None
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name, self.output_names = inp.name, [out.name]
         shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
