@@ -46,7 +46,7 @@ def _patches(img: np.ndarray, regions: list[tuple[int, int, int, int]], n: int, 
 
     out = []
     for i in range(n):
-        y0, y1, x0, x1 = regions[i % len(regions)]  # the split's blocks in turn
+        y0, y1, x0, x1 = regions[i % len(regions)]  # the split's blocks in turn (patch_block)
         short = min(y1 - y0, x1 - x0)
         side = int(rng.integers(int(0.6 * short), short + 1))
         y = int(rng.integers(y0, y1 - side + 1))
@@ -56,6 +56,11 @@ def _patches(img: np.ndarray, regions: list[tuple[int, int, int, int]], n: int, 
             patch = patch[:, ::-1]
         out.append(cv2.resize(np.ascontiguousarray(patch), (size, size), interpolation=cv2.INTER_AREA))
     return out
+
+
+def patch_block(split: str, index: int) -> int:
+    """Which of its split's blocks (0 .. BLOCKS[split]-1) patch `index` was cut from: they are taken in turn."""
+    return index % BLOCKS[split]
 
 
 def make_photo_patches(out: str | os.PathLike, *, size: int = 64, counts: dict[str, int] | None = None,
