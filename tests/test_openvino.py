@@ -4,7 +4,11 @@ bf16 only where the CPU has it, one-line errors."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +104,25 @@ def test_info_lists_openvino_with_its_precisions(capsys):
     line = next(ln for ln in out.splitlines() if "openvino" in ln)
     assert available_backends()["openvino"] in line and "precisions: fp32, int8" in line
 
+
+
+def test_openvino_import_sends_no_telemetry_and_does_not_fork():
+    """`import openvino` alone forks a process that posts a usage event (openvino_telemetry); edgecnn's
+    OpenVINO backend runs with OpenVINO's own no-op stub instead: no fork, no network, same results."""
+    repo = Path(__file__).resolve().parents[1]
+    script = (
+        "import os, sys\n"
+        "forks = []\n"
+        "os.register_at_fork(before=lambda: forks.append(1))\n"
+        "import numpy as np\n"
+        "from edgecnn.runtime import Classifier\n"
+        f"with Classifier({str(repo / 'export' / 'lenet5-digits')!r}, backend='openvino', threads=1) as c:\n"
+        "    top = c.predict(np.zeros((28, 28), np.uint8)).index\n"
+        "import openvino.tools.ovc.telemetry_utils as tu\n"
+        "print(len(forks), tu.tm.__name__, c.backend.name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "EDGECNN_OPENVINO_TELEMETRY"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "openvino.tools.ovc.telemetry_stub", "openvino"], proc.stdout

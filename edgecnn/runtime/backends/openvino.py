@@ -13,11 +13,19 @@ CPUs with bf16 (AVX512_BF16, AMX) the plugin's own default is bf16, which is not
 verified; "bf16" asks for it explicitly (see `bf16_supported`). The precision the compiled model
 actually uses is read back and reported in `describe()` (a CPU without bf16 silently keeps f32).
 Int8 QDQ artifacts run OpenVINO's low-precision int8 kernels; their I/O stays float32.
+
+Telemetry: `import openvino` sends a usage event to Google Analytics from a forked process
+(openvino_telemetry) unless a consent file in the user's home declines it. edgecnn imports OpenVINO
+with that package hidden, so OpenVINO falls back to its own no-op stub: no fork (unsafe once other
+threads run), no network use on a device. `EDGECNN_OPENVINO_TELEMETRY=1` leaves OpenVINO's own setting
+in charge; a process that imported openvino_telemetry before edgecnn keeps it.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +40,10 @@ _PRECISION_TYPES = ("f32", "bf16", "f16")
 
 
 def _ov() -> Any:
+    if os.environ.get("EDGECNN_OPENVINO_TELEMETRY") != "1":
+        # None in sys.modules makes `import openvino_telemetry` raise ImportError, and every OpenVINO
+        # module that sends events then imports openvino.tools.ovc.telemetry_stub instead.
+        sys.modules.setdefault("openvino_telemetry", None)
     try:
         import openvino
 
