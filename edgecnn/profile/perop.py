@@ -153,7 +153,9 @@ def profile_openvino(backend: Any, x: np.ndarray, *, runs: int, warmup: int, top
     nodes OpenVINO fused away (status OPTIMIZED_OUT/NOT_RUN) are left out. Op type: the node's type
     (e.g. Convolution, FullyConnected), its kernel (`exec_type`, e.g. jit_avx2_FP32) in the source line.
     """
-    import openvino as ov
+    from ..runtime.backends.openvino import _ov, core
+
+    ov = _ov()  # imported through the backend's guard (telemetry hidden), before openvino.properties
     import openvino.properties as props
 
     model = getattr(backend, "model", None)
@@ -164,8 +166,6 @@ def profile_openvino(backend: Any, x: np.ndarray, *, runs: int, warmup: int, top
     if dims and dims[0] == -1:
         static.reshape([int(x.shape[0]), *dims[1:]])
     config = {**backend._config, props.enable_profiling: True}
-    from ..runtime.backends.openvino import core
-
     request = core().compile_model(static, backend.device, config).create_infer_request()
     tensor = ov.Tensor(np.ascontiguousarray(x), shared_memory=True)
     node_ms: dict[str, list[float]] = defaultdict(list)
