@@ -115,8 +115,12 @@ def device_name() -> str:
     return f"{name or platform.node()} ({platform.machine()})"
 
 
-class RunStats:
-    """Thread-safe, bounded statistics of the run: the latest record, per-stage windows, frame times."""
+class LiveWindow:
+    """Thread-safe sliding-window statistics for the page: the latest record, per-stage windows, frame times.
+
+    Not `profile.stats.RunStats` (whole-run histograms for the summary): the page shows the last WINDOW
+    frames and the FPS of the last FPS_WINDOW_S seconds.
+    """
 
     def __init__(self, window: int = WINDOW):
         self.lock = threading.Lock()
@@ -193,7 +197,7 @@ class DashboardSink(Sink):
         self.counters = counters or (lambda: {})
         self.max_viewers, self.token, self.quality = max_viewers, token, quality
         self.stream_interval = 1.0 / stream_fps
-        self.stats = RunStats()
+        self.stats = LiveWindow()
         self._page = page_html()
         # Shared between the classifier thread (write), the encoder thread and the event loop.
         self._lock = threading.Lock()
@@ -498,7 +502,7 @@ class DashboardSink(Sink):
         from aiohttp import web
 
         with self.stats.lock:
-            view = RunStats.latest_view(self.stats.latest, self.stats.latest_time, self.stats.frames)
+            view = LiveWindow.latest_view(self.stats.latest, self.stats.latest_time, self.stats.frames)
         if view is None:
             return web.json_response({"error": "no frame classified yet"}, status=503)
         return web.json_response(view, headers={"Cache-Control": "no-cache"})
@@ -517,7 +521,7 @@ class DashboardSink(Sink):
             while not self._closed:
                 with self.stats.lock:
                     n = self.stats.frames
-                    view = RunStats.latest_view(self.stats.latest, self.stats.latest_time, n) if n != sent else None
+                    view = LiveWindow.latest_view(self.stats.latest, self.stats.latest_time, n) if n != sent else None
                 if view is not None:
                     msg = f"id: {n}\nevent: frame\ndata: {json.dumps(view, separators=(',', ':'))}\n\n"
                     sent = n
