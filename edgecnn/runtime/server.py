@@ -163,6 +163,13 @@ class LiveWindow:
         return {"fps": round(fps, 2), "frames": frames, "uptime_s": round(now - self.start, 2), "stages": out,
                 "latest": self.latest_view(latest, latest_time, frames)}
 
+    def latest_frame(self, unless: int = -1) -> tuple[int, dict[str, Any] | None]:
+        """(frames so far, the latest record's view), read under the lock. The view is None before the
+        first frame, and when the count equals `unless` (nothing new since the caller's last read)."""
+        with self.lock:
+            n = self.frames
+            return n, None if n == unless else self.latest_view(self.latest, self.latest_time, n)
+
     @staticmethod
     def latest_view(record: dict[str, Any] | None, when: float, n: int) -> dict[str, Any] | None:
         if record is None:
@@ -501,8 +508,7 @@ class DashboardSink(Sink):
     async def _api_latest(self, request: Any) -> Any:
         from aiohttp import web
 
-        with self.stats.lock:
-            view = LiveWindow.latest_view(self.stats.latest, self.stats.latest_time, self.stats.frames)
+        _, view = self.stats.latest_frame()
         if view is None:
             return web.json_response({"error": "no frame classified yet"}, status=503)
         return web.json_response(view, headers={"Cache-Control": "no-cache"})
@@ -519,9 +525,7 @@ class DashboardSink(Sink):
             await resp.write(b"retry: 2000\n\n")
             sent, last_write = -1, time.monotonic()
             while not self._closed:
-                with self.stats.lock:
-                    n = self.stats.frames
-                    view = LiveWindow.latest_view(self.stats.latest, self.stats.latest_time, n) if n != sent else None
+                n, view = self.stats.latest_frame(unless=sent)
                 if view is not None:
                     msg = f"id: {n}\nevent: frame\ndata: {json.dumps(view, separators=(',', ':'))}\n\n"
                     sent = n
