@@ -6,8 +6,9 @@
 
 What it does per frame, numpy + OpenCV only (never torch):
 1. resize on uint8 in the frame's own channel order. A large frame shrunk with "area" interpolation
-   is halved with OpenCV's 2x2 area kernel while it stays at least twice the target (an exact box
-   average at memory speed), then bilinear to the target (`shrink`). Every other case (upscaling,
+   is halved (OpenCV's 2x2 area kernel; one side alone: bilinear at exactly 2x, the mean of each pair)
+   while a side stays at least twice the target (exact box averages at memory speed), then bilinear
+   to the target, a factor under 2 on each side (`shrink`). Every other case (upscaling,
    "linear", a frame already at the target size) is the reference resize, call for call.
 2. colour order, normalization, int8/uint8 quantization and layout in ONE pass over the small image:
    a 256-entry lookup table per output channel holds, for every uint8 value, exactly what the reference
@@ -91,16 +92,22 @@ class FramePath:
         return self._cv2.resize(arr, (width, height), dst=self._buffer(shape), interpolation=interp)
 
     def shrink(self, arr: np.ndarray, width: int, height: int) -> np.ndarray:
-        """Area-like downscaling, fast: exact 2x2 box averages while the image is >= 2x the target, then bilinear."""
+        """Area-like downscaling, fast: exact 2x box averages while a side is >= 2x the target, then bilinear."""
         c = self._cv2
-        while arr.shape[1] >= 2 * width and arr.shape[0] >= 2 * height:
-            h, w = arr.shape[0] // 2, arr.shape[1] // 2
-            # An odd last row/column is left out so that every step is OpenCV's exact 2x2 area kernel.
-            arr = self._resized(arr[: 2 * h, : 2 * w], w, h, c.INTER_AREA)
+        while True:
+            h, w = arr.shape[:2]
+            fx, fy = w >= 2 * width, h >= 2 * height
+            if not (fx or fy):
+                break
+            nw, nh = (w // 2 if fx else w), (h // 2 if fy else h)
+            # An odd last row/column is left out so that every step is an exact factor of 2: both sides,
+            # OpenCV's 2x2 area kernel; one side, bilinear at exactly 2x (the mean of each pair).
+            src = arr[: 2 * nh if fy else h, : 2 * nw if fx else w]
+            arr = self._resized(src, nw, nh, c.INTER_AREA if fx and fy else c.INTER_LINEAR)
         if arr.shape[0] == height and arr.shape[1] == width:
             return arr
-        # What is left is a factor under 2 on at least one side: bilinear there is close to area
-        # (OpenCV's generic area kernel costs 7x more on the small image; benchmarks/frame_path.py).
+        # What is left is a factor under 2 on each side: bilinear there is close to area, and OpenCV's
+        # generic area kernel costs 7x more on the small image (benchmarks/frame_path.py).
         return self._resized(arr, width, height, c.INTER_LINEAR)
 
     def resize(self, arr: np.ndarray) -> np.ndarray:
