@@ -647,8 +647,8 @@ def _cached_choice(bundle: Bundle, cached: dict, cands: list[Candidate], wanted:
     runner = pool[1] if len(pool) > 1 else None
     if runner is not None and REVALIDATE_MS > 0:
         other = next(c for c in cands if c.id == runner["id"])
-        try:
-            second = _open_candidate(other, check_integrity, opts)
+        try:  # only timed, never used for a result: no sha256 of its file (cold start)
+            second = _open_candidate(other, False, opts)
         except EdgeCNNError:
             second = None  # a runner-up that no longer loads cannot overtake the best
         if second is not None:

@@ -24,6 +24,7 @@ Choosing what to run: `Classifier` (and `edgecnn run/classify`) MEASURE by defau
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import platform
@@ -176,7 +177,14 @@ def _has_module(name: str) -> bool:
 
 
 def available_backends() -> dict[str, str | None]:
-    """name -> version of each backend importable here (None if absent). Imports nothing heavy."""
+    """name -> version of each backend importable here (None if absent). Imports nothing heavy.
+
+    Looked up once per process (package metadata: tens of ms, and every cold start asked 4 times)."""
+    return dict(_installed())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> tuple[tuple[str, str | None], ...]:
     found: dict[str, str | None] = dict.fromkeys(BACKENDS)
     if _has_module("onnxruntime"):
         found["onnxruntime"] = _version("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino") or "unknown"
@@ -190,7 +198,7 @@ def available_backends() -> dict[str, str | None]:
             break
     if _has_module("openvino"):
         found["openvino"] = _version("openvino", "openvino-nightly") or "unknown"
-    return found
+    return tuple(found.items())
 
 
 def is_jetson() -> bool:
