@@ -189,6 +189,29 @@ def _run(art: Artifact, x: np.ndarray) -> np.ndarray:
     return np.concatenate([be.finish(be.run_raw(be.prepare(x[i : i + batch]))) for i in range(0, len(x), batch)])
 
 
+def _tflm_request(formats: str | None, device: str | None, paths: list[Path], ios: list[dict]) -> str | None:
+    """The imported file TFLM will run (checked now, before anything is written), or None without tflm."""
+    if not formats:
+        if device:
+            raise EdgeCNNError(f"--device {device}: microcontroller fit is measured for the tflm target; add "
+                               "--formats tflm")
+        return None
+    from .api import parse_formats
+
+    if parse_formats(formats) != ["tflm"]:
+        raise EdgeCNNError(f"import-model --formats takes only tflm (got {formats!r}): the imported files are "
+                           "the bundle's other formats")
+    from .tflm import check_tflm_model
+    from .tflm_bundle import check_request, tflm_artifact
+
+    check_request(device)
+    recs = [{"file": p.name, "format": io["format"], "precision": _precision(io), "input": io["input"],
+             "output": io["output"]} for p, io in zip(paths, ios)]
+    rec = tflm_artifact(recs, "import-model --formats tflm")
+    check_tflm_model(next(p for p in paths if p.name == rec["file"]), rec["input"], rec["output"], rec["file"])
+    return rec["file"]
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -203,8 +226,12 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
                  channels: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  color: str | None = None, resize: str | None = None, data: str | None = None,
                  data_root: str | None = None, samples: int | None = None, name: str | None = None,
-                 force: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path."""
+                 force: bool = False, formats: str | None = None, device: str | None = None,
+                 log: Callable[[str], None] = print) -> Path:
+    """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path.
+
+    formats "tflm" also targets TensorFlow Lite Micro from the int8 .tflite file (export/tflm_bundle.py);
+    `device` (an MCU profile) says whether it fits."""
     from ..data import load_dataset, preprocessed
     from .api import _check_out_dir, tool_versions
     from .module import input_spec
@@ -241,6 +268,7 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
                                f"{layout_info[0][1]}x{layout_info[0][2][0]}x{layout_info[0][2][1]}")
         ios.append(io)
         layout_info.append(lay)
+    tflm = _tflm_request(formats, device, paths, ios)
     c, (h, w) = layout_info[0][1], layout_info[0][2]
     normalization = "given" if mean is not None and std is not None else "assumed"
     if mean is None or std is None:
@@ -254,13 +282,15 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
     spec = input_spec((c, h, w), mean, std, color, resize or ("center_crop" if teachable else "stretch"))
 
     x = y = None
-    ds_name = None
+    ds_name = tflm_sample = None
     if data:
         ds = load_dataset(data, data_root) if data_root else load_dataset(data)
         if len(ds.classes) != len(classes):
             raise EdgeCNNError(f"dataset '{data}' has {len(ds.classes)} classes, the labels {len(classes)}")
         x, y = preprocessed(ds, "test", spec, samples)
         ds_name = ds.name
+        images, labels_ = ds.split("test")
+        tflm_sample = (np.asarray(images[0]), classes[int(np.asarray(labels_)[0])]) if len(labels_) else None
     out = Path(out)
     source_sha = sha256_file(paths[0])
     _check_out_dir(out, source_sha, force, log)
@@ -308,6 +338,14 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
                              "max_drop_points": None, "accuracy_measured": x is not None},
             "calibration": None, "samples": [], "tool_versions": tool_versions(),
         }
+        if tflm:
+            from .tflm import tflm_version
+            from .tflm_bundle import stage_tflm
+
+            manifest["tflm"] = stage_tflm(stage, manifest, x=x, y=y, dataset=ds_name, split="test" if x is not None
+                                          else None, max_drop=1.0, device=device, sample=tflm_sample, source=tflm,
+                                          log=log)
+            manifest["tool_versions"]["tflite-micro"] = tflm_version()
         from .report import write_report
 
         write_report(stage, manifest)
