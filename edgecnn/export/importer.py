@@ -189,6 +189,13 @@ def _run(art: Artifact, x: np.ndarray) -> np.ndarray:
     return np.concatenate([be.finish(be.run_raw(be.prepare(x[i : i + batch]))) for i in range(0, len(x), batch)])
 
 
+def _graph_counts(path: Path) -> dict:
+    """params and MACs counted from the imported file's graph (edgecnn.profile.graph_count)."""
+    from ..profile.graph_count import count_graph
+
+    return count_graph(path)
+
+
 def _tflm_request(formats: str | None, device: str | None, paths: list[Path], ios: list[dict]) -> str | None:
     """The imported file TFLM will run (checked now, before anything is written), or None without tflm."""
     if not formats:
@@ -328,7 +335,7 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         manifest = {
             "schema": SCHEMA, "name": name or out.name, "task": "classification", "classes": classes,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {"name": paths[0].stem, "params": None, "macs": None, "kwargs": {}},
+            "model": {"name": paths[0].stem, **_graph_counts(paths[0]), "kwargs": {}},
             "input": spec, "artifacts": artifacts,
             "source": {"checkpoint": None, "imported": [p.name for p in paths], "sha256": source_sha,
                        "dataset": ds_name, "accuracy": None, "labels_format": labels_format,

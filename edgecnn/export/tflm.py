@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -143,11 +144,21 @@ def _allocates(model: bytes, arena: int) -> bool:
         return _allocates_here(model, arena)
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python warns that JAX (imported by litert-torch) has threads; the child touches none of their
+        # state: it only builds a TFLM interpreter, with its stderr sent to /dev/null, and exits.
+        warnings.filterwarnings("ignore", message=r".*os\.fork\(\) was called", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child: answer with the exit status only, never return into the caller's code
         code = 1
         try:
-            code = 0 if _allocates_here(model, arena) else 1
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            _interpreter(model, arena)
+            code = 0
+        except BaseException:
+            code = 1
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

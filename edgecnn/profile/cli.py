@@ -99,8 +99,10 @@ def _profile(args: argparse.Namespace) -> int:
     if bare:  # a file made anywhere: profiled in a throw-away bundle around it (edgecnn.profile.bare)
         from .bare import bare_bundle
 
+        from .bare import random_input
+
         with bare_bundle(args.bundle) as tmp:
-            report = _profile_run(args, tmp)
+            report = _profile_run(args, tmp, random_input(tmp, args.batch))
         report["bundle"].update(path=str(Path(args.bundle).resolve()), bare_file=True)
     else:
         report = _profile_run(args, args.bundle)
@@ -121,7 +123,7 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_run(args: argparse.Namespace, bundle) -> dict:
+def _profile_run(args: argparse.Namespace, bundle, raw_input=None) -> dict:
     from .profiler import DEFAULT_RUNS, profile_bundle
 
     return profile_bundle(
@@ -136,6 +138,7 @@ def _profile_run(args: argparse.Namespace, bundle) -> dict:
         per_op=args.per_op,
         device_profile=args.device,
         progress=args.progress,
+        raw_input=raw_input,
     )
 
 
