@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgeCNNError
-from .series import is_series, model_shape
+from .series import is_series, model_shape, preprocess_series
 
 try:  # OpenCV is part of every device extra; keep the import error readable if it is missing.
     import cv2
@@ -192,6 +192,13 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     mean = np.asarray(spec["mean"], np.float32)[:, None, None]
     std = np.asarray(spec["std"], np.float32)[:, None, None]
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def preprocess_item(item: Any, spec: dict, color_order: str = "BGR") -> np.ndarray:
+    """One dataset item -> float32 model input: `preprocess` for images, `preprocess_series` for series."""
+    if is_series(spec):
+        return preprocess_series(item, spec)
+    return preprocess(item, spec, color_order)
 
 
 def model_input_shape(spec: dict) -> tuple[int, int, int]:
