@@ -194,6 +194,16 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
+def load_sample(path: str, spec: dict) -> Any:
+    """A bundle's sample file: an image (PNG), or for a series bundle a CSV window (samples x channels)."""
+    if is_series(spec):
+        try:
+            return np.loadtxt(str(path), delimiter=",", ndmin=2)
+        except (OSError, ValueError) as e:
+            raise EdgeCNNError(f"cannot read the series sample {_shown(path)} ({e})") from None
+    return load_image(str(path))
+
+
 def preprocess_item(item: Any, spec: dict, color_order: str = "BGR") -> np.ndarray:
     """One dataset item -> float32 model input: `preprocess` for images, `preprocess_series` for series."""
     if is_series(spec):
@@ -206,6 +216,19 @@ def model_input_shape(spec: dict) -> tuple[int, int, int]:
     if is_series(spec):
         return model_shape(spec)
     return int(spec["channels"]), int(spec["height"]), int(spec["width"])
+
+
+def describe_input(spec: dict) -> str:
+    """One line for reports: what the model takes and how it is normalized."""
+    if is_series(spec):
+        c, _, t = model_shape(spec)
+        rate = f" at {spec['sample_rate']:g} Hz" if spec.get("sample_rate") else ""
+        fe = spec.get("frontend")
+        head = (f"series window of {spec['length']} samples x {spec['channels']} channel(s){rate}"
+                + (f", {fe['type']} front end -> {c} features x {t} frames" if fe else ""))
+        return (f"{head}; model input [N, {c}, 1, {t}] (layout NC1T); mean {spec['mean']}, std {spec['std']}")
+    return (f"{spec['channels']}x{spec['height']}x{spec['width']} {spec['color']}, resize {spec['resize']} "
+            f"({spec['interpolation']}), x*{spec['scale']:.6g}, mean {spec['mean']}, std {spec['std']}")
 
 
 def preprocess_batch(images: list, spec: dict, color_order: str = "BGR") -> np.ndarray:

@@ -62,7 +62,7 @@ def _load_series(name: str, classes: list[str] | None, opts: dict, spec: dict | 
     scheme, path = name.split(":", 1)
     rate = opts.get("sample_rate")
     if scheme == "ts":
-        for k in ("window", "hop"):
+        for k in ("window", "hop") if spec is None else ():
             if opts.get(k) is not None:
                 raise EdgeCNNError(f"--{k} applies to csv:/wav: recordings; a .ts archive holds its cases as they are")
         return load_ts(path, rate)
