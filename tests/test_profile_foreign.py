@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 
 FOREIGN = Path(__file__).parent / "data" / "foreign"

@@ -97,9 +97,7 @@ def _profile(args: argparse.Namespace) -> int:
         return profile_on_targets(args)
     bare = Path(args.bundle).suffix.lower() in (".onnx", ".tflite") and not Path(args.bundle).is_dir()
     if bare:  # a file made anywhere: profiled in a throw-away bundle around it (edgecnn.profile.bare)
-        from .bare import bare_bundle
-
-        from .bare import random_input
+        from .bare import bare_bundle, random_input
 
         with bare_bundle(args.bundle) as tmp:
             report = _profile_run(args, tmp, random_input(tmp, args.batch))
