@@ -154,3 +154,64 @@ def test_cnn1d_trains_evaluates_and_exports_a_verified_series_bundle(bm_ckpt, bm
         assert hits >= 7
         with pytest.raises(EdgeCNNError, match=r"shaped \(samples, 6\)"):
             clf.predict_series(np.zeros((100, 3)))
+
+
+class Conv1dNet:
+    """A user's own Conv1d network on (N, C, T) windows (built lazily: torch is imported by the test)."""
+
+    @staticmethod
+    def build(channels: int, classes: int):
+        from torch import nn
+
+        return nn.Sequential(
+            nn.Conv1d(channels, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(16, 16, 3, padding=1, groups=16), nn.Conv1d(16, 24, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(24, classes))
+
+
+def trained_conv1d(ds, steps: int = 60):
+    """Conv1dNet fitted briefly on the standardized training windows, with plain torch."""
+    import torch
+
+    from edgecnn.series import fit_normalization, preprocess_series, series_spec
+
+    spec = series_spec(ds.channels, ds.length, [0.0] * ds.channels, [1.0] * ds.channels)
+    mean, std = fit_normalization(ds.split("train")[0], spec)
+    spec = series_spec(ds.channels, ds.length, mean, std)
+    x = torch.from_numpy(np.stack([preprocess_series(w, spec)[:, 0] for w in ds.split("train")[0]]))
+    y = torch.from_numpy(ds.split("train")[1])
+    torch.manual_seed(0)
+    net = Conv1dNet.build(ds.channels, len(ds.classes))
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval(), mean, std
+
+
+def test_export_model_takes_a_users_conv1d_module(tmp_path):
+    import edgecnn
+    from edgecnn.bundle import Bundle
+    from edgecnn.runtime import Classifier
+
+    ds = load_dataset(f"ts:{BASIC_MOTIONS}")
+    net, mean, std = trained_conv1d(ds)
+    out = edgecnn.export_model(net, tmp_path / "conv1d", input_size=(6, 100), kind="series", classes=ds.classes,
+                               mean=mean, std=std, sample_rate=10, test=f"ts:{BASIC_MOTIONS}", formats="onnx",
+                               log=lambda s: None)
+    b = Bundle.load(out)
+    v = b.manifest["artifacts"][0]["verified"]
+    assert b.input["kind"] == "series" and b.input["sample_rate"] == 10.0
+    assert v["max_abs_diff"] < 1e-4 and v["top1_agreement"] == 1.0 and v["accuracy"] >= 0.75
+    windows, labels = ds.split("test")
+    with Classifier(out, backend="onnxruntime", precision="fp32") as clf:
+        acc = np.mean([clf.predict_series(w).index == t for w, t in zip(windows, labels)])
+    assert acc == pytest.approx(v["accuracy"])
+    # arrays instead of a dataset name; a wrong input_size is one line
+    out2 = edgecnn.export_model(net, tmp_path / "arrays", input_size=(6, 100), kind="series", classes=ds.classes,
+                                mean=mean, std=std, test=(windows, labels), formats="onnx", log=lambda s: None)
+    assert Bundle.load(out2).manifest["artifacts"][0]["verified"]["accuracy"] == pytest.approx(v["accuracy"])
+    with pytest.raises(EdgeCNNError, match=r"input_size is \(channels, length\)"):
+        edgecnn.export_model(net, tmp_path / "x", input_size=(6, 1, 100), kind="series", classes=ds.classes,
+                             mean=mean, std=std, test=(windows, labels))
