@@ -215,3 +215,40 @@ def test_export_model_takes_a_users_conv1d_module(tmp_path):
     with pytest.raises(EdgeCNNError, match=r"input_size is \(channels, length\)"):
         edgecnn.export_model(net, tmp_path / "x", input_size=(6, 1, 100), kind="series", classes=ds.classes,
                              mean=mean, std=std, test=(windows, labels))
+
+
+def _write_wavs(root: Path, ds, rate: int, count: int, odd_rate_in: int | None = None) -> None:
+    """Real BasicMotions accelerometer traces (x axis, 100 samples) as int16 mono WAV clips in class folders."""
+    from scipy.io import wavfile
+
+    xs, ys = ds.split("test")
+    for i, (x, y) in enumerate(zip(xs[:count], ys[:count])):
+        folder = root / ds.classes[int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = np.round(x[:, 0] / 40.0 * 32767).astype(np.int16)
+        r = rate
+        if i == odd_rate_in:
+            clip, r = np.repeat(clip, 2), 2 * rate
+        wavfile.write(str(folder / f"clip{i}.wav"), r, clip)
+
+
+def test_wav_loader_mfcc_front_end_and_rates(tmp_path, capsys):
+    bm = load_dataset(f"ts:{BASIC_MOTIONS}")
+    _write_wavs(tmp_path / "clips", bm, 1000, 40)
+    ds = load_dataset(f"wav:{tmp_path / 'clips'}")
+    assert ds.kind == "series" and ds.sample_rate == 1000 and ds.length == 100 and ds.channels == 1
+    assert ds.frontend["type"] == "mfcc" and ds.frontend["fmax"] == 500.0  # capped at the Nyquist frequency
+    spec = default_input_spec(ds, 0)
+    x, _ = preprocessed(ds, "train", spec)
+    assert x.shape == (28, 10, 1, 4) and np.isfinite(x).all()  # 40 ms frames every 20 ms of 100 ms clips
+    np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-5)  # per-feature standardization
+    raw = ds.split("train")[0][0][:, 0]
+    assert np.abs(raw).max() <= 1.0  # int16 scaled to [-1, 1]
+
+    _write_wavs(tmp_path / "mixed", bm, 1000, 8, odd_rate_in=3)
+    assert run_cli("train", "dscnn", "--data", f"wav:{tmp_path / 'mixed'}", "--sample-rate", "1000",
+                   "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip3.wav: recorded at 2000 Hz, the data set is at 1000 Hz; pass --resample" in err[0]
+    resampled = load_dataset(f"wav:{tmp_path / 'mixed'}", series={"sample_rate": 1000, "resample": True})
+    assert {len(w) for w in resampled.split("all")[0]} == {100}
