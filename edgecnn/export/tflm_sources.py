@@ -188,12 +188,20 @@ inline TfLiteStatus EdgecnnRegisterOps(EdgecnnOpResolver& resolver) {{
 
 
 def main_cc(sample: np.ndarray | None, sample_label: str | None, expected: str | None,
-            image: bool = True) -> str:
+            image: bool = True, series: tuple[str, str] | None = None) -> str:
     """One inference. With a sample it checks the class TFLM gave on the host.
 
     image: `sample` is uint8 HxWxC after colour + resize, fed through the pixel lookup table; else
-    `sample` is the model's int8 input itself (a feature tensor, already quantized)."""
-    if sample is not None:
+    `sample` is the model's int8 input itself (a feature tensor, already quantized).
+    `series`: (declarations, fill statement) of a series bundle's window (export/tflm_series.py)."""
+    if series is not None:
+        sample_block, fill = series
+        check = ("  MicroPrintf(\"predicted %s (host TFLM: %s)\", kEdgecnnClassNames[best], kExpected);\n"
+                 "  return strcmp(kEdgecnnClassNames[best], kExpected) == 0 ? 0 : 1;") if expected else \
+            "  MicroPrintf(\"predicted %s\", kEdgecnnClassNames[best]);\n  return 0;"
+        if expected:
+            sample_block += f"static const char* const kExpected = {_c_string(expected)};\n"
+    elif sample is not None:
         what = ("A real test image ({label!r}), already colour-converted and resized on the host" if image else
                 "A real test input ({label!r}), already quantized to int8 on the host").format(label=sample_label)
         ctype = "uint8_t" if image else "int8_t"
@@ -285,12 +293,21 @@ def write_sources(out_dir: Path, *, model: bytes, file: str, sha256: str, ops: l
     `input_shape` (the model's input tensor) describes a non-image input in model_io.h."""
     if sample is not None and sample.size > SAMPLE_MAX_BYTES:
         sample = None
+    if spec.get("kind") == "series":  # a window of sensor samples / audio features: export/tflm_series.py
+        from . import tflm_series
+
+        io_text = tflm_series.model_io_h(spec, classes, inp, out, arena_bytes, tflm_version, source)
+        main_text = main_cc(None, sample_label, expected if sample is not None else None,
+                            series=tflm_series.sample_block(spec, sample, sample_label, expected))
+    else:
+        io_text = model_io_h(spec, classes, inp, out, arena_bytes, tflm_version, source, input_shape)
+        main_text = main_cc(sample, sample_label, expected, image=is_image(spec))
     files = {
         "model_data.h": model_data_h(),
         "model_data.cc": model_data_cc(model, file, sha256),
         "model_ops.h": model_ops_h(ops),
-        "model_io.h": model_io_h(spec, classes, inp, out, arena_bytes, tflm_version, source, input_shape),
-        "main.cc": main_cc(sample, sample_label, expected, image=is_image(spec)),
+        "model_io.h": io_text,
+        "main.cc": main_text,
         "README.md": readme_md(ops, arena_bytes, len(model)),
     }
     for name, text in files.items():
