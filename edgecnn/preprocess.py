@@ -190,6 +190,31 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
+def preprocess_features(x: Any, spec: dict) -> np.ndarray:
+    """A features input (manifest `input.kind` "features") -> float32 batch (N, *shape).
+
+    One sample in the model's shape, or a batch of them; numbers only, finite. The values are fed as
+    they are: they are in the model's float domain (integer model inputs are quantized by the backend
+    with the file's own scale and zero point)."""
+    shape = tuple(int(v) for v in spec["shape"])
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise EdgeCNNError(f"features must be numbers, got dtype {arr.dtype}")
+    if arr.shape == shape:
+        arr = arr[None]
+    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape or len(arr) == 0:
+        raise EdgeCNNError(f"features must have shape {list(shape)} (one sample) or [N, {', '.join(map(str, shape))}], "
+                           f"got {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise EdgeCNNError("features contain NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def input_kind(spec: dict) -> str:
+    """A manifest input block's kind; bundles made before kinds existed are images."""
+    return str(spec.get("kind", "image"))
+
+
 def preprocess_batch(images: list, spec: dict, color_order: str = "BGR") -> np.ndarray:
     """Preprocess several images into one float32 NCHW batch."""
     if len(images) == 0:

@@ -275,6 +275,8 @@ def plan(bundle: Bundle, backend: str = "auto", precision: str = "auto",
 def sample_inputs(bundle: Bundle, limit: int = 1) -> np.ndarray:
     """Real inputs (float32 NCHW): the bundle's sample images, then calib.npz, else seeded noise."""
     spec = bundle.input
+    if spec.get("kind") == "features":  # an imported non-image model: nothing to read, seeded values
+        return np.random.default_rng(0).standard_normal((limit, *spec["shape"])).astype(np.float32)
     files = [bundle.path / s["file"] for s in bundle.manifest.get("samples") or [] if isinstance(s, dict)]
     images = [preprocess(load_image(str(f)), spec, "BGR") for f in files[:limit] if f.is_file()]
     if len(images) < limit and (bundle.path / "calib.npz").is_file():
