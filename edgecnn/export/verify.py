@@ -226,7 +226,7 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
         dataset = Path(dataset).name
     if len(y) == 0:
         raise EdgeCNNError(f"split '{split}' of '{dataset}' is empty")
-    log(f"verifying on {len(y)} samples of {dataset}/{split}")
+    log(f"verifying on {len(y)} {'samples' if b.input.get('kind') == 'features' else 'images'} of {dataset}/{split}")
     found = _reference_model(manifest, checkpoint, log)
     if found is not None:
         check_input_block(b.input, found[1].get("input"), str(b.path / "manifest.json"), found[2])
