@@ -15,7 +15,9 @@ Manifest fields (see `validate_manifest` for the exact rules):
     input:  {kind "image" (the default when absent), height, width, channels (1|3), color ("GRAY"|"RGB"|"BGR"),
              resize ("stretch"|"center_crop"), interpolation ("area"|"linear"), scale (pixel multiplier),
              mean[list], std[list]}
-            | {kind "features", shape[list]: one sample's tensor (an imported model's non-image input)}
+            or, for sensor/audio windows, {kind: "series", channels, length, sample_rate, mean, std,
+             layout: "NC1T", frontend} (edgecnn/series.py)
+            or {kind "features", shape[list]: one sample's tensor (an imported model's non-image input)}
     artifacts: [{file, format ("onnx"|"tflite"), precision ("fp32"|"fp16"|"int8"),
                  layout ("NCHW"|"NHWC"|"ND": features, the file's own shape), sha256, size_bytes,
                  input:  {name, dtype ("float32"|"float16"|"int8"|"uint8"), quant {scale, zero_point}|null},
@@ -44,6 +46,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import EdgeCNNError
+from .series import KIND as KIND_SERIES
+from .series import validate_series_input
 from .utils import atomic_write_json, atomic_write_text, sha256_file
 
 SCHEMA = "edgecnn.bundle/1"
@@ -53,7 +57,7 @@ LABELS = "labels.txt"
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC", "ND")  # ND: a features tensor in the file's own shape, fed as is
-INPUT_KINDS = ("image", "features")  # no kind: an image (bundles made before kinds existed)
+INPUT_KINDS = ("image", KIND_SERIES, "features")  # no kind: an image (bundles made before kinds existed)
 MAX_FEATURES = 1 << 24  # values per sample of a features input
 COLORS = ("GRAY", "RGB", "BGR")  # BGR: an imported model that expects OpenCV channel order
 RESIZES = ("stretch", "center_crop")
@@ -157,6 +161,9 @@ def _validate_input(inp: dict, w: str) -> None:
     kind = inp.get("kind", "image")
     if kind not in INPUT_KINDS:
         raise _fail(w, f"kind must be one of {'|'.join(INPUT_KINDS)}, got {kind!r}")
+    if kind == KIND_SERIES:
+        validate_series_input(inp, w)
+        return
     if kind == "features":
         _validate_features(inp, w)
         return

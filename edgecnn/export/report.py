@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..preprocess import describe_input
 from ..utils import atomic_write_text
 
 
@@ -33,11 +34,8 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _input_line(inp: dict, src: dict) -> str:
-    if inp.get("kind") == "features":
-        return f"Input: features of shape {inp['shape']} (fed from arrays as they are, no image preprocessing). "
     how = f" (normalization: {src['normalization']})" if src.get("normalization") else ""
-    return (f"Input: {inp['channels']}x{inp['height']}x{inp['width']} {inp['color']}, resize {inp['resize']} "
-            f"({inp['interpolation']}), x*{inp['scale']:.6g}, mean {inp['mean']}, std {inp['std']}{how}. "
+    return (f"Input: {describe_input(inp)}{how}. "
             + (f"Note: {src['normalization_note']} " if src.get("normalization_note") else ""))
 
 

@@ -16,20 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeCNNError
+from ..preprocess import model_input_shape
 from ..utils import first_line
 
 
 def expected_input_shape(input_spec: dict, layout: str) -> tuple[int, int, int]:
     """The manifest's per-sample input shape in the artifact's layout (no batch dimension)."""
-    c, h, w = int(input_spec["channels"]), int(input_spec["height"]), int(input_spec["width"])
+    c, h, w = model_input_shape(input_spec)
     return (h, w, c) if layout == "NHWC" else (c, h, w)
-
-
-def sample_shape(input_spec: dict) -> tuple[int, ...]:
-    """One preprocessed sample's shape: C x H x W for images, the file's own shape for features."""
-    if input_spec.get("kind") == "features":
-        return tuple(int(v) for v in input_spec["shape"])
-    return int(input_spec["channels"]), int(input_spec["height"]), int(input_spec["width"])
 
 
 def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: dict) -> None:
@@ -37,7 +31,7 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
     art = backend.artifact
     file = art.info["file"]
     features = input_spec.get("kind") == "features"
-    want = sample_shape(input_spec) if features else expected_input_shape(input_spec, art.layout)
+    want = model_input_shape(input_spec) if features else expected_input_shape(input_spec, art.layout)
     shape = getattr(backend, "input_shape", None)
     if shape is not None and len(shape) == len(want) + 1:
         got = tuple(shape[1:])
@@ -50,7 +44,7 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
     elif shape is not None:
         raise EdgeCNNError(f"{file}: the model's input has shape {tuple(shape)}, not "
                            + (f"a batch of {list(want)} features" if features else "a 4-D image batch"))
-    probe = np.zeros((1, *sample_shape(input_spec)), np.float32)
+    probe = np.zeros((1, *model_input_shape(input_spec)), np.float32)
     shown_in = "x".join(map(str, probe.shape[1:]))
     try:
         logits = backend.infer(probe)
@@ -71,7 +65,7 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
 
 def check_preprocessed(x: Any, input_spec: dict, batched: bool) -> np.ndarray:
     """A caller's already-preprocessed input: float CHW (or NCHW when `batched`), finite; else one line."""
-    c, h, w = int(input_spec["channels"]), int(input_spec["height"]), int(input_spec["width"])
+    c, h, w = model_input_shape(input_spec)
     want = f"{'N x ' if batched else ''}{c} x {h} x {w}"
     arr = np.asarray(x)
     if batched and arr.ndim == 3:

@@ -25,6 +25,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
 from ..preprocess import input_kind, preprocess, preprocess_features, softmax
+from ..series import is_series, preprocess_series
 from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
 from .tune import choose
@@ -139,7 +140,7 @@ class Classifier:
         """Classify one sample of a features bundle (manifest `input.kind` "features", e.g. an imported model
         whose input is not an image): an array of the model's input shape, values in its float domain."""
         if input_kind(self.input_spec) != "features":
-            raise EdgeCNNError(f"{self.bundle.path}: this bundle takes images: use predict(image)")
+            raise EdgeCNNError(f"{self.bundle.path}: this bundle takes {input_kind(self.input_spec)} input, not features")
         t0 = time.perf_counter()
         batch = preprocess_features(x, self.input_spec)
         if len(batch) != 1:
@@ -147,6 +148,24 @@ class Classifier:
                                f"got a batch of {len(batch)}")
         t1 = time.perf_counter()
         logits = self.backend.infer(batch)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return Prediction(tops[0], probs[0], timings)
+
+    def predict_series(self, window: Any) -> Prediction:
+        """Classify one window of a series bundle: samples x channels, shape (T, C) or (T,) for one channel.
+
+        Preprocessing is `edgecnn.series.preprocess_series` with the manifest's input block (padding or
+        cutting to its length, standardization, the audio front end), as at training and export.
+        """
+        if not is_series(self.input_spec):
+            raise EdgeCNNError(f"{self.bundle.name} is an image bundle: use predict(image), not predict_series")
+        t0 = time.perf_counter()
+        x = preprocess_series(window, self.input_spec)[None]
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x)
         t2 = time.perf_counter()
         probs, tops = self.postprocess(logits)
         t3 = time.perf_counter()
