@@ -274,6 +274,9 @@ def _normalization(paths: list[Path], ios: list[dict], c: int, *, mean: Sequence
         if scale is not None:
             spec["scale"] = float(scale)
     elif mean is not None or scale is not None:
+        given = [(flag, list(v)) for flag, v in (("--scale", None if scale is None else [scale]), ("--mean", mean),
+                                                 ("--std", std)) if v is not None]
+        said = " ".join(f"{flag} {' '.join(f'{x:g}' for x in vals)}" for flag, vals in given)
         mean = list(mean) if mean is not None else [0.0]
         std = list(std) if std is not None else [1.0]
         for name, v in (("--mean", mean), ("--std", std)):
@@ -282,9 +285,6 @@ def _normalization(paths: list[Path], ios: list[dict], c: int, *, mean: Sequence
         spec = {"scale": float(scale) if scale is not None else 1.0 / 255.0,
                 "mean": mean * c if len(mean) == 1 else mean, "std": std * c if len(std) == 1 else std}
         how = "given"
-        said = " ".join(f"{flag} {' '.join(f'{x:g}' for x in vals)}" for flag, vals in
-                        (("--scale", [scale] if scale is not None else []), ("--mean", mean if mean else []),
-                         ("--std", std if std else [])) if vals)
     else:
         spec, how = {}, ""
     ints = [(p, io) for p, io in zip(paths, ios) if io["input"]["quant"] is not None]

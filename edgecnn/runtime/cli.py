@@ -176,7 +176,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_options(opts)
     from ..bundle import Bundle
 
-    Bundle.load(args.bundle)  # a bad bundle is reported before a camera is opened
+    if Bundle.load(args.bundle).input.get("kind") == "features":  # a bad bundle is reported before a camera opens
+        raise EdgeCNNError(f"{args.bundle}: this bundle takes features, not frames: classify .npy arrays with "
+                           f"`edgecnn classify {args.bundle} x.npy` (or Classifier.predict_features)")
     source = open_run_source(opts)
     try:
         clf = _open_classifier(args, profile)
@@ -207,6 +209,9 @@ def _classified(clf, paths: list[str]):
             yield path, clf.predict(path)
         return
     for path in paths:
+        if not str(path).endswith(".npy"):
+            raise EdgeCNNError(f"{path}: this bundle takes features (.npy arrays of shape {clf.input_spec['shape']} "
+                               "or [N, ...]), not images")
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
