@@ -175,6 +175,9 @@ def test_features_models_import_as_features_and_classify_from_npy(tmp_path, caps
     out4 = import_model([FOREIGN / "letters_4d_int8.tflite"], tmp_path / "l4", labels=FOREIGN / "letters_labels.txt",
                         log=lambda s: None)
     assert json.loads((out4 / "manifest.json").read_text())["input"]["shape"] == [4, 4, 1]
+    with pytest.raises(EdgeCNNError, match=r"represents \[-4.745, 4.783\], not a pixel range edgecnn knows"):
+        import_model([FOREIGN / "letters_4d_int8.tflite"], tmp_path / "no", labels=FOREIGN / "letters_labels.txt",
+                     kind="image", log=lambda s: None)
     with pytest.raises(EdgeCNNError, match="image options, but the input is features"):
         import_model([FOREIGN / "letters_int8.tflite"], tmp_path / "no", labels=FOREIGN / "letters_labels.txt",
                      mean=[0.5], std=[0.5], log=lambda s: None)

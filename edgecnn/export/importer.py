@@ -245,7 +245,8 @@ def _input_kind(p: Path, io: dict, kind: str | None, image_flags: bool, channels
             "(fed from .npy arrays)")
         return "features"
     q = io["input"]["quant"]
-    if q is not None and not image_flags and from_quant(io["input"]["dtype"], q) is None:
+    colour = 3 in (shape[1], shape[3])  # a 3-channel 4-D input is an image even with an unknown range
+    if q is not None and not image_flags and not colour and from_quant(io["input"]["dtype"], q) is None:
         log(f"{p.name}: input {shape} {io['input']['dtype']} (scale {q['scale']:.6g}, zero point {q['zero_point']}) "
             f"represents {describe_range(io['input']['dtype'], q)}, not a pixel range: imported as features "
             "(--kind image, with --preset or --mean/--std, imports it as an image)")
