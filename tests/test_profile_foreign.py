@@ -13,6 +13,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -51,7 +52,7 @@ def test_graph_counts_of_foreign_tflite_files() -> None:
         assert (c["params"], c["macs"]) == (params, macs), path.name
 
 
-@pytest.mark.parametrize("path, shape", [(KWS, None)])
+@pytest.mark.parametrize("path, shape", [(AE, [640]), (KWS, None)])
 def test_profile_any_tflite_file(path, shape, tmp_path) -> None:
     rc, text, rep = _profile(path, tmp_path / "r.json")
     assert rc == 0, text
@@ -62,6 +63,33 @@ def test_profile_any_tflite_file(path, shape, tmp_path) -> None:
     if shape is not None:  # not an image: profiled as the features tensor it is
         assert rep["bundle"]["input"] == {"kind": "features", "shape": shape}
         assert f"input features {shape}" in text
+
+
+def test_profile_an_onnx_file_of_any_shape(tmp_path) -> None:
+    """A float [1, 640] -> [1, 640] ONNX graph (Gemm 640x16, Relu, Gemm 16x640): profiled, counted."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((640, 16)).astype(np.float32), rng.standard_normal((16, 640)).astype(np.float32)
+    b1, b2 = np.zeros(16, np.float32), np.zeros(640, np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"])], "ae",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 640])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 640])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = tmp_path / "ae.onnx"
+    onnx.save(model, str(path))
+    rc, text, rep = _profile(path, tmp_path / "r.json")
+    assert rc == 0, text
+    assert rep["bundle"]["input"] == {"kind": "features", "shape": [640]}
+    assert (rep["bundle"]["params"], rep["bundle"]["macs"]) == _dense([640, 16, 640])
+    assert rep["settings"]["input"] == "seeded random float32 in [0, 1) (bare file)"
+    assert {r["backend"] for r in rep["results"]} >= {"onnxruntime"}
 
 
 def test_graph_counts_match_pytorch_for_exported_files(digits_bundle) -> None:

@@ -215,15 +215,18 @@ def measure_arena(model: bytes, input_dtype=np.int8) -> dict:
 
 
 def run_tflm(model: bytes, x_nchw: np.ndarray, arena: int, inp: dict, out: dict,
-             progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """float32 logits of the TFLM interpreter on float32 NCHW input (NHWC int8 in, int8 out, dequantized)."""
+             progress: Callable[[int], None] | None = None, layout: str = "NHWC") -> np.ndarray:
+    """float32 logits of the TFLM interpreter on float32 NCHW input (NHWC int8 in, int8 out, dequantized).
+
+    layout "ND" (a features bundle): the input is already in the model's own shape, no transpose."""
     with _captured_stderr() as err:
         try:
             it = _interpreter(model, arena)
         except RuntimeError as e:
             raise EdgeCNNError(f"the TFLM interpreter failed to load the model ({e}; {err[0].strip()[:300]})") from None
     qi, qo = inp["quant"], out["quant"]
-    x_all = quantize_input(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), qi["scale"], qi["zero_point"])
+    x = x_nchw if layout == "ND" else x_nchw.transpose(0, 2, 3, 1)
+    x_all = quantize_input(np.ascontiguousarray(x), qi["scale"], qi["zero_point"])
     y = _invoke_all(it, x_all, progress).astype(np.float32)
     return ((y - qo["zero_point"]) * qo["scale"]).astype(np.float32)
 
@@ -356,7 +359,7 @@ def verify_tflm_block(bundle_dir: Path, manifest: dict, x_nchw: np.ndarray, labe
     if rec is None:
         raise EdgeCNNError(f"{bundle_dir}: the tflm model {block['model']} is not among the manifest's artifacts")
     model = (bundle_dir / block["model"]).read_bytes()
-    logits = run_tflm(model, x_nchw, block["arena_bytes"], rec["input"], rec["output"])
+    logits = run_tflm(model, x_nchw, block["arena_bytes"], rec["input"], rec["output"], layout=rec["layout"])
     out = {**measure(logits, labels, reference, dataset=dataset, split="test"),
            "interpreter": f"tflite-micro {tflm_version()}"}
     old = block.get("verified") or {}

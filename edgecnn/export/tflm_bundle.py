@@ -166,9 +166,18 @@ def _verification_data(b: Bundle, data: str | None, data_root: str | None, sampl
     if not dataset:
         log("tflm: no data named (pass --test DATA): the TFLM interpreter is compared with LiteRT on random inputs")
         return None, None, None, None, None
+    if b.input.get("kind") == "features":  # .npy arrays, as import-model and verify read them
+        from .import_spec import load_features_data
+
+        x, y = load_features_data(dataset, b.input["shape"], len(b.classes))
+        if samples is not None and samples < len(y):
+            idx = np.sort(np.random.default_rng(0).choice(len(y), size=samples, replace=False))
+            x, y = x[idx], y[idx]
+        log(f"tflm: verifying on {len(y)} samples of {dataset}")
+        return x, y, Path(dataset).name, "all", None
     if not is_image(b.input):
         raise EdgeCNNError(f"{b.path}: input kind {b.input.get('kind')!r}: TFLM verification on a dataset needs "
-                           "image input; leave out --test to compare with LiteRT on random inputs")
+                           "image or features input; leave out --test to compare with LiteRT on random inputs")
     ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
     if len(ds.classes) != len(b.classes):
         raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
