@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from ..series import frame_geometry, model_shape
-from .tflm_sources import c_float
+from .tflm_ops import c_float
 
 
 def _floats(values, per_row: int = 8) -> str:

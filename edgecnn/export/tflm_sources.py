@@ -19,21 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import atomic_write_text
-from .tflm_ops import TFLM_OPS, quantize_input
+from .tflm_ops import TFLM_OPS, c_float, quantize_input
 
 SAMPLE_MAX_BYTES = 64 * 1024  # main.cc embeds its test image only when it is at most this big
 
 
 def _c_string(s: str) -> str:
     return json.dumps(s, ensure_ascii=True)  # a valid C string literal for printable/escaped text
-
-
-def c_float(value: float) -> str:
-    """A valid C/C++ float literal: 1.0f, 0.00392156886f, 1e-05f (never `1f`, which neither language accepts)."""
-    text = f"{float(value):.9g}"
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text + "f"
 
 
 def is_image(spec: dict) -> bool:
