@@ -154,7 +154,7 @@ def render_unit(spec: UnitSpec) -> str:
     lines = [
         "# Written by `edgecnn service unit` (docs/deploy.md). Re-create it rather than editing it by hand.",
         "[Unit]",
-        f"Description=edgecnn live classification ({spec.source})",
+        f"Description=edgecnn live classification ({spec.source.replace('%', '%%')})",
         "StartLimitIntervalSec=0",  # keep restarting a camera that stays away, never give up
     ]
     if not spec.user:  # network cameras: wait for the network (user managers have no network-online.target)
@@ -165,7 +165,8 @@ def render_unit(spec: UnitSpec) -> str:
         "Type=notify",
         "NotifyAccess=main",
         f"ExecStart={exec_start}",
-        f"WorkingDirectory={systemd_quote(str(spec.root))}",
+        # taken whole (no quotes, a space is fine); only specifiers are expanded
+        f"WorkingDirectory={str(spec.root).replace('%', '%%')}",
         # the tune cache (measured backend choice) must live where the sandbox can write
         f"Environment={systemd_quote('EDGECNN_CACHE=' + str(spec.root / 'cache'))} PYTHONUNBUFFERED=1",
         f"WatchdogSec={spec.watchdog_s}",
