@@ -1,0 +1,170 @@
+"""devices/ansible/rollout.yml: a real `ansible-playbook` run against 127.0.0.1 through a real sshd.
+
+Two "devices" (inventory aliases of 127.0.0.1, each with its own bundle root and health port) run the
+torch-free board venv of tests/sshd_board.py. There is no systemd PID 1 here, so the role's restart
+command is a small stand-in for `systemctl restart`: it stops the device's previous `edgecnn run` and
+starts `edgecnn run ROOT/current --health 127.0.0.1:PORT` on a looping real video in the background.
+
+1. A new (healthy) bundle rolls out in two batches of one: both devices switch and answer /healthz 200.
+2. A bundle that passes activation but whose service cannot run (it lacks the TFLite artifacts the
+   service is configured for, `--backend litert`) never becomes healthy: the first device is rolled back
+   and healthy again on the previous bundle, and the roll-out stops before the second batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sshd_board
+from conftest import REFERENCE_BUNDLE, run_cli
+from sshd_board import board_env, free_port
+from test_deploy import onnx_only_copy
+
+from edgecnn.bundle import Bundle, write_manifest
+from edgecnn.deploy.activate import bundle_id
+
+sshd, board_python = sshd_board.sshd, sshd_board.board_python  # the fixtures
+PLAYBOOK = Path(__file__).resolve().parents[1] / "devices" / "ansible" / "rollout.yml"
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+# The test's service manager: what `systemctl restart edgecnn` does, minus systemd.
+RESTART = """#!/bin/sh
+# usage: restart.sh STATE_DIR COMMAND...   stop the run whose pid is in STATE_DIR/run.pid, start COMMAND
+set -eu
+dir="$1"; shift
+if [ -f "$dir/run.pid" ]; then
+  pid=$(cat "$dir/run.pid")
+  kill "$pid" 2>/dev/null || true
+  i=0  # wait for it to exit (a zombie counts as gone)
+  while [ -e "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && [ $i -lt 100 ]; do
+    sleep 0.1; i=$((i + 1))
+  done
+fi
+setsid nohup "$@" >>"$dir/run.log" 2>&1 </dev/null &
+echo $! >"$dir/run.pid"
+"""
+
+
+def _health(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def devices(tmp_path, sshd, board_python):
+    """Two inventory hosts on 127.0.0.1 (own root, health port, state dir); their runs stopped at the end."""
+    restart = tmp_path / "restart.sh"
+    restart.write_text(RESTART)
+    hosts = {}
+    for name in ("board1", "board2"):
+        root, state, port = tmp_path / name / "root", tmp_path / name / "state", free_port()
+        state.mkdir(parents=True)
+        run = [str(board_python), "-m", "edgecnn", "run", str(root / "current"), "--source", str(VTEST), "--loop",
+               "--realtime", "--headless", "--health", f"127.0.0.1:{port}", "--backend", "litert",
+               "--threads", "1"]
+        hosts[name] = {"root": root, "state": state, "port": port, "vars": {
+            "ansible_host": "127.0.0.1", "edgecnn_root": str(root), "edgecnn_health": f"127.0.0.1:{port}",
+            "edgecnn_restart_command": ["sh", str(restart), str(state), *run]}}
+    yield hosts
+    for h in hosts.values():
+        pidfile = h["state"] / "run.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+def _playbook(tmp_path: Path, sshd, board_python: Path, devices: dict, bundle: Path) -> subprocess.CompletedProcess:
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line())
+    inventory = {"edgecnn_devices": {
+        "hosts": {name: h["vars"] for name, h in devices.items()},
+        "vars": {"ansible_port": sshd.port, "ansible_user": sshd.user,
+                 "ansible_ssh_private_key_file": str(sshd.client_key),
+                 "ansible_ssh_common_args": f"-F /dev/null -o IdentitiesOnly=yes -o UserKnownHostsFile={known}",
+                 "ansible_python_interpreter": str(board_python),
+                 "edgecnn_command": [str(board_python), "-m", "edgecnn"],
+                 "edgecnn_restart_become": False, "edgecnn_restart_timeout": 60,
+                 "edgecnn_health_retries": 12, "edgecnn_health_delay": 1,
+                 "edgecnn_local_tmp": str(tmp_path)}}}
+    inv = tmp_path / "inventory.json"  # JSON is YAML: Ansible's YAML inventory plugin reads it
+    inv.write_text(json.dumps(inventory))
+    control = tempfile.mkdtemp(prefix="acp", dir="/tmp")  # ssh ControlPath sockets need a short path
+    env = {**board_env(), "LC_ALL": "C.UTF-8", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"), "ANSIBLE_REMOTE_TMP": str(tmp_path / "ansible-remote"),
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": control, "ANSIBLE_HOME": str(tmp_path / "ansible-home")}
+    try:
+        return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOK), "-e",
+                               json.dumps({"edgecnn_bundle": str(bundle), "edgecnn_batch": 1})],
+                              capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    finally:
+        shutil.rmtree(control, ignore_errors=True)
+
+
+def _start(devices: dict, board_python: Path, bundle: Path) -> None:
+    """Day 0: each device has `bundle` active (edgecnn bundle activate) and its service running."""
+    for h in devices.values():
+        assert run_cli("bundle", "activate", bundle, "--root", h["root"], "--backend", "onnxruntime") == 0
+        subprocess.run(h["vars"]["edgecnn_restart_command"], check=True, timeout=30, env=board_env())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_health(h["port"]) != 200 for h in devices.values()):
+        time.sleep(0.3)
+    assert all(_health(h["port"]) == 200 for h in devices.values())
+
+
+def test_ansible_rollout_activates_and_rolls_back_an_unhealthy_device(tmp_path, sshd, board_python, devices):
+    if not ANSIBLE_PLAYBOOK.is_file():
+        pytest.fail("ansible-playbook is missing: pip install 'edgecnn[fleet]' (ansible-core)")
+    old = REFERENCE_BUNDLE
+    new = tmp_path / "bundles" / "lenet5-digits-v2"  # the same model under another name: a new, healthy bundle
+    shutil.copytree(old, new)
+    m = json.loads((new / "manifest.json").read_text())
+    m["name"] = "lenet5-digits-v2"
+    write_manifest(new, m)
+    broken = onnx_only_copy(old, tmp_path / "bundles" / "lenet5-digits-onnx")  # verifies, cannot serve litert
+    ids = {b: bundle_id(Bundle.load(b)) for b in (old, new, broken)}
+    _start(devices, board_python, old)
+
+    res = _playbook(tmp_path, sshd, board_python, devices, new)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    out = res.stdout
+    assert out.count("PLAY [Roll out an edgecnn bundle]") == 2  # serial: 1 -> two batches
+    for h in devices.values():
+        assert os.readlink(h["root"] / "current") == f"bundles/{ids[new]}"
+        assert _health(h["port"]) == 200
+        record = json.loads((h["root"] / "deployed.json").read_text())
+        assert (record["bundle"], record["previous"], record["outcome"]) == (ids[new], ids[old], "activated")
+        assert record["health"]["status"] == "ok"
+
+    res = _playbook(tmp_path, sshd, board_python, devices, broken)
+    out = res.stdout
+    assert res.returncode != 0, out[-3000:]
+    assert f"rolled back to {ids[new]}, healthy again" in out, out[-3000:]
+    b1, b2 = devices["board1"], devices["board2"]
+    assert os.readlink(b1["root"] / "current") == f"bundles/{ids[new]}"  # rolled back
+    assert _health(b1["port"]) == 200
+    record = json.loads((b1["root"] / "deployed.json").read_text())
+    assert (record["bundle"], record["previous"], record["outcome"]) == (ids[new], ids[broken], "rolled back")
+    assert "no tflite artifact" in (b1["state"] / "run.log").read_text()  # why the broken bundle never served
+    # the failed batch stopped the roll-out: board2 was never touched
+    assert os.readlink(b2["root"] / "current") == f"bundles/{ids[new]}"
+    assert not (b2["root"] / "bundles" / ids[broken]).exists()
+    assert out.count("PLAY [Roll out an edgecnn bundle]") == 1
