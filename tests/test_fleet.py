@@ -1,14 +1,14 @@
 """devices/ansible/rollout.yml: a real `ansible-playbook` run against 127.0.0.1 through a real sshd.
 
-Two "devices" (inventory aliases of 127.0.0.1, each with its own bundle root and health port) run the
+The "devices" (inventory aliases of 127.0.0.1, each with its own bundle root and health port) run the
 torch-free board venv of tests/sshd_board.py. There is no systemd PID 1 here, so the role's restart
 command is a small stand-in for `systemctl restart`: it stops the device's previous `edgecnn run` and
 starts `edgecnn run ROOT/current --health 127.0.0.1:PORT` on a looping real video in the background.
 
-1. A new (healthy) bundle rolls out in two batches of one: both devices switch and answer /healthz 200.
-2. A bundle that passes activation but whose service cannot run (it lacks the TFLite artifacts the
-   service is configured for, `--backend litert`) never becomes healthy: the first device is rolled back
-   and healthy again on the previous bundle, and the roll-out stops before the second batch.
+One roll-out to a mixed fleet (one batch): the new bundle has only ONNX artifacts; it verifies on both
+devices, the one whose service runs ONNX Runtime switches and answers /healthz 200, the one whose service
+is configured for LiteRT (`--backend litert`) never becomes healthy and is rolled back, healthy again on
+its previous bundle. Slow: batches of one, where the failed first batch stops the roll-out.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ if [ -f "$dir/run.pid" ]; then
     sleep 0.1; i=$((i + 1))
   done
 fi
-setsid nohup "$@" >>"$dir/run.log" 2>&1 </dev/null &
+setsid nohup "$@" >/dev/null 2>>"$dir/run.log" </dev/null &
 echo $! >"$dir/run.pid"
 """
 
@@ -68,16 +68,18 @@ def _health(port: int) -> int | None:
 
 
 @pytest.fixture
-def devices(tmp_path, sshd, board_python):
-    """Two inventory hosts on 127.0.0.1 (own root, health port, state dir); their runs stopped at the end."""
+def devices(request, tmp_path, sshd, board_python):
+    """Inventory hosts on 127.0.0.1, one per backend in request.param (own root, health port, state dir,
+    a service running that backend); their runs are stopped at the end."""
     restart = tmp_path / "restart.sh"
     restart.write_text(RESTART)
     hosts = {}
-    for name in ("board1", "board2"):
+    for i, backend in enumerate(request.param):
+        name = f"board{i + 1}"
         root, state, port = tmp_path / name / "root", tmp_path / name / "state", free_port()
         state.mkdir(parents=True)
         run = [str(board_python), "-m", "edgecnn", "run", str(root / "current"), "--source", str(VTEST), "--loop",
-               "--realtime", "--headless", "--health", f"127.0.0.1:{port}", "--backend", "litert",
+               "--realtime", "--headless", "--health", f"127.0.0.1:{port}", "--backend", backend,
                "--threads", "1"]
         hosts[name] = {"root": root, "state": state, "port": port, "vars": {
             "ansible_host": "127.0.0.1", "edgecnn_root": str(root), "edgecnn_health": f"127.0.0.1:{port}",
@@ -92,7 +94,8 @@ def devices(tmp_path, sshd, board_python):
                 pass
 
 
-def _playbook(tmp_path: Path, sshd, board_python: Path, devices: dict, bundle: Path) -> subprocess.CompletedProcess:
+def _playbook(tmp_path: Path, sshd, board_python: Path, devices: dict, bundle: Path,
+              batch: int) -> subprocess.CompletedProcess:
     known = tmp_path / "known_hosts"
     known.write_text(sshd.known_hosts_line())
     inventory = {"edgecnn_devices": {
@@ -103,19 +106,21 @@ def _playbook(tmp_path: Path, sshd, board_python: Path, devices: dict, bundle: P
                  "ansible_python_interpreter": str(board_python),
                  "edgecnn_command": [str(board_python), "-m", "edgecnn"],
                  "edgecnn_restart_become": False, "edgecnn_restart_timeout": 60,
-                 "edgecnn_health_retries": 12, "edgecnn_health_delay": 1,
+                 "edgecnn_health_retries": 8, "edgecnn_health_delay": 1,
                  "edgecnn_local_tmp": str(tmp_path)}}}
     inv = tmp_path / "inventory.json"  # JSON is YAML: Ansible's YAML inventory plugin reads it
     inv.write_text(json.dumps(inventory))
     control = tempfile.mkdtemp(prefix="acp", dir="/tmp")  # ssh ControlPath sockets need a short path
-    env = {**board_env(), "LC_ALL": "C.UTF-8", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    env = {**board_env(), "LC_ALL": "C.UTF-8", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CONFIG": str(PLAYBOOK.with_name("ansible.cfg")),
            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"), "ANSIBLE_REMOTE_TMP": str(tmp_path / "ansible-remote"),
            "ANSIBLE_SSH_CONTROL_PATH_DIR": control, "ANSIBLE_HOME": str(tmp_path / "ansible-home")}
+    t0 = time.monotonic()
     try:
         return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOK), "-e",
-                               json.dumps({"edgecnn_bundle": str(bundle), "edgecnn_batch": 1})],
+                               json.dumps({"edgecnn_bundle": str(bundle), "edgecnn_batch": batch})],
                               capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     finally:
+        print(f"ansible-playbook {bundle.name} on {len(devices)} device(s): {time.monotonic() - t0:.1f} s")
         shutil.rmtree(control, ignore_errors=True)
 
 
@@ -130,41 +135,81 @@ def _start(devices: dict, board_python: Path, bundle: Path) -> None:
     assert all(_health(h["port"]) == 200 for h in devices.values())
 
 
-def test_ansible_rollout_activates_and_rolls_back_an_unhealthy_device(tmp_path, sshd, board_python, devices):
-    if not ANSIBLE_PLAYBOOK.is_file():
-        pytest.fail("ansible-playbook is missing: pip install 'edgecnn[fleet]' (ansible-core)")
+def _bundles(tmp_path: Path) -> tuple[Path, Path, Path, dict[Path, str]]:
+    """The running bundle, a new one (same model, another name), and one with only its ONNX artifacts
+    (it verifies on the device, but a service configured for `--backend litert` cannot run it)."""
     old = REFERENCE_BUNDLE
     new = tmp_path / "bundles" / "lenet5-digits-v2"  # the same model under another name: a new, healthy bundle
     shutil.copytree(old, new)
     m = json.loads((new / "manifest.json").read_text())
     m["name"] = "lenet5-digits-v2"
     write_manifest(new, m)
-    broken = onnx_only_copy(old, tmp_path / "bundles" / "lenet5-digits-onnx")  # verifies, cannot serve litert
-    ids = {b: bundle_id(Bundle.load(b)) for b in (old, new, broken)}
+    broken = onnx_only_copy(old, tmp_path / "bundles" / "lenet5-digits-onnx")
+    return old, new, broken, {b: bundle_id(Bundle.load(b)) for b in (old, new, broken)}
+
+
+def _check_rolled_out(h: dict, current: str, previous: str, outcome: str) -> None:
+    assert os.readlink(h["root"] / "current") == f"bundles/{current}"
+    assert _health(h["port"]) == 200
+    record = json.loads((h["root"] / "deployed.json").read_text())
+    assert (record["bundle"], record["previous"], record["outcome"]) == (current, previous, outcome)
+    assert record["health"]["status"] == "ok"
+
+
+def test_rollout_playbook_syntax(tmp_path):
+    """Quick: ansible-playbook parses the playbook and the role (the real roll-outs below are slow)."""
+    if not ANSIBLE_PLAYBOOK.is_file():
+        pytest.fail("ansible-playbook is missing: pip install 'edgecnn[fleet]' (ansible-core)")
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("edgecnn_devices:\n  hosts:\n    cam1.local: {}\n")
+    env = {**board_env(), "LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(PLAYBOOK.with_name("ansible.cfg")),
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"), "ANSIBLE_HOME": str(tmp_path / "ansible-home")}
+    res = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOK), "--list-tasks",
+                          "-e", "edgecnn_bundle=/nonexistent"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    for task in ("Copy the bundle to the device", "Activate the bundle", "Restart the service on the new bundle",
+                 "Wait for GET /healthz"):  # (--list-tasks leaves out a block's rescue tasks)
+        assert f"edgecnn_bundle : {task}" in res.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [("onnxruntime", "litert")], indirect=True)
+def test_ansible_rollout_activates_and_rolls_back_an_unhealthy_device(tmp_path, sshd, board_python, devices):
+    if not ANSIBLE_PLAYBOOK.is_file():
+        pytest.fail("ansible-playbook is missing: pip install 'edgecnn[fleet]' (ansible-core)")
+    old, _, onnx_only, ids = _bundles(tmp_path)
     _start(devices, board_python, old)
+    res = _playbook(tmp_path, sshd, board_python, devices, onnx_only, batch=2)
+    out = res.stdout
+    assert res.returncode != 0, out[-3000:]  # one device failed (and was rolled back)
+    assert out.count("PLAY [Roll out an edgecnn bundle]") == 1  # one batch of two
+    ok, bad = devices["board1"], devices["board2"]
+    _check_rolled_out(ok, ids[onnx_only], ids[old], "activated")
+    assert f"rolled back to {ids[old]}, healthy again" in out, out[-3000:]
+    _check_rolled_out(bad, ids[old], ids[onnx_only], "rolled back")
+    assert "nothing can run this bundle here" in (bad["state"] / "run.log").read_text()  # why it never served
+    assert [h["id"] for h in json.loads((bad["root"] / "activations.json").read_text())["history"]] == [ids[old]]
+    assert [h["id"] for h in json.loads((ok["root"] / "activations.json").read_text())["history"]] == \
+        [ids[old], ids[onnx_only]]
 
-    res = _playbook(tmp_path, sshd, board_python, devices, new)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [("litert", "litert")], indirect=True)
+def test_ansible_rollout_in_batches_stops_at_a_failed_batch(tmp_path, sshd, board_python, devices):
+    old, new, broken, ids = _bundles(tmp_path)
+    _start(devices, board_python, old)
+    res = _playbook(tmp_path, sshd, board_python, devices, new, batch=1)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    out = res.stdout
-    assert out.count("PLAY [Roll out an edgecnn bundle]") == 2  # serial: 1 -> two batches
+    assert res.stdout.count("PLAY [Roll out an edgecnn bundle]") == 2  # serial: 1 -> two batches
     for h in devices.values():
-        assert os.readlink(h["root"] / "current") == f"bundles/{ids[new]}"
-        assert _health(h["port"]) == 200
-        record = json.loads((h["root"] / "deployed.json").read_text())
-        assert (record["bundle"], record["previous"], record["outcome"]) == (ids[new], ids[old], "activated")
-        assert record["health"]["status"] == "ok"
+        _check_rolled_out(h, ids[new], ids[old], "activated")
 
-    res = _playbook(tmp_path, sshd, board_python, devices, broken)
-    out = res.stdout
-    assert res.returncode != 0, out[-3000:]
-    assert f"rolled back to {ids[new]}, healthy again" in out, out[-3000:]
-    b1, b2 = devices["board1"], devices["board2"]
-    assert os.readlink(b1["root"] / "current") == f"bundles/{ids[new]}"  # rolled back
-    assert _health(b1["port"]) == 200
-    record = json.loads((b1["root"] / "deployed.json").read_text())
-    assert (record["bundle"], record["previous"], record["outcome"]) == (ids[new], ids[broken], "rolled back")
-    assert "no tflite artifact" in (b1["state"] / "run.log").read_text()  # why the broken bundle never served
-    # the failed batch stopped the roll-out: board2 was never touched
+    res = _playbook(tmp_path, sshd, board_python, devices, broken, batch=1)
+    assert res.returncode != 0 and f"rolled back to {ids[new]}, healthy again" in res.stdout, res.stdout[-3000:]
+    _check_rolled_out(devices["board1"], ids[new], ids[broken], "rolled back")
+    # the failed first batch stopped the roll-out: board2 was never touched
+    b2 = devices["board2"]
+    assert res.stdout.count("PLAY [Roll out an edgecnn bundle]") == 1
     assert os.readlink(b2["root"] / "current") == f"bundles/{ids[new]}"
     assert not (b2["root"] / "bundles" / ids[broken]).exists()
-    assert out.count("PLAY [Roll out an edgecnn bundle]") == 1
+    assert json.loads((b2["root"] / "deployed.json").read_text())["outcome"] == "activated"
