@@ -116,9 +116,11 @@ def _playbook(tmp_path: Path, sshd, board_python: Path, devices: dict, bundle: P
            "ANSIBLE_SSH_CONTROL_PATH_DIR": control, "ANSIBLE_HOME": str(tmp_path / "ansible-home")}
     t0 = time.monotonic()
     try:
-        return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOK), "-e",
-                               json.dumps({"edgecnn_bundle": str(bundle), "edgecnn_batch": batch})],
-                              capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+        res = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inv), str(PLAYBOOK), "-e",
+                              json.dumps({"edgecnn_bundle": str(bundle), "edgecnn_batch": batch})],
+                             capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+        (tmp_path / f"ansible-{bundle.name}.log").write_text(res.stdout + res.stderr)  # to read when it fails
+        return res
     finally:
         print(f"ansible-playbook {bundle.name} on {len(devices)} device(s): {time.monotonic() - t0:.1f} s")
         shutil.rmtree(control, ignore_errors=True)
