@@ -156,10 +156,27 @@ def test_bundle_commands_do_not_import_torch(tmp_path):
     code = (f"import sys; from edgecnn.cli import main; "
             f"rc = main(['bundle', 'activate', {str(REFERENCE_BUNDLE)!r}, '--root', {str(tmp_path)!r}, "
             f"'--backend', 'onnxruntime', '--json']); "
-            f"rc2 = main(['service', 'unit', '--source', '0', '--root', {str(tmp_path)!r}, '--run-as', 'root', '--no-health']); "
+            f"rc2 = main(['service', 'unit', '--source', '0', '--root', {str(tmp_path)!r}, '--run-as', 'root']); "
             f"assert rc == rc2 == 0; assert 'torch' not in sys.modules, 'torch imported'")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.slow
+def test_activate_verifies_a_series_bundle_on_its_windows(tmp_path, capsys):
+    """A series bundle's samples are CSV windows (BasicMotions, real accelerometer/gyroscope data)."""
+    from test_series_pipeline import BASIC_MOTIONS
+
+    out = tmp_path / "ckpt"
+    assert run_cli("train", "cnn1d", "--data", f"ts:{BASIC_MOTIONS}", "--epochs", "15", "--out", out,
+                   "--seed", "0") == 0
+    assert run_cli("export", out / "best.pt", "--formats", "onnx", "--out", tmp_path / "cnn1d-bm") == 0
+    capsys.readouterr()
+    assert run_cli("bundle", "activate", tmp_path / "cnn1d-bm", "--root", tmp_path / "root", "--json") == 0
+    res = json.loads(capsys.readouterr().out)
+    windows = len(list((tmp_path / "cnn1d-bm" / "samples").glob("*.csv")))
+    assert windows >= 4 and res["changed"] and res["checks"]
+    assert all(c["total"] == windows and c["correct"] + c["model_mistakes"] == windows for c in res["checks"])
 
 
 # -- service unit ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A bundle checks itself on the device: its sample images through the torch-free Classifier. No torch here.
 
-`edgecnn export` writes a few real held-out test images to BUNDLE/samples/, named `<label>_<n>.png`
-(the label with non-alphanumerics replaced by '-'), and records each one in the manifest's `samples`
+`edgecnn export` writes a few real held-out test items to BUNDLE/samples/, named `<label>_<n>.png`
+(images) or `<label>_<n>.csv` (series windows, samples x channels), the label with non-alphanumerics
+replaced by '-', and records each one in the manifest's `samples`
 with its label and, where known, the source PyTorch model's own prediction (`reference_prediction`).
 A sample counts as right when the device predicts its label, or exactly what PyTorch predicted where
 PyTorch itself gets it wrong (a model mistake, not a device error). Used by `edgecnn bundle activate`
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
+from ..preprocess import load_sample
+from ..series import is_series
 
 
 def safe_name(label: str) -> str:
@@ -55,9 +58,10 @@ class SampleCheck:
 def bundle_samples(bundle: Bundle) -> Samples:
     """The bundle's sample images and their expected labels (file name and manifest must agree)."""
     by_file_name = {safe_name(c) or str(i): c for i, c in enumerate(bundle.classes)}
-    files = sorted((bundle.path / "samples").glob("*.png"))
+    pattern = "*.csv" if is_series(bundle.input) else "*.png"
+    files = sorted((bundle.path / "samples").glob(pattern))
     if not files:
-        raise EdgeCNNError(f"{bundle.path}/samples: no *.png sample images")
+        raise EdgeCNNError(f"{bundle.path}/samples: no {pattern} samples to check the bundle with")
     expected: dict[Path, str] = {}
     for path in files:
         stem_label = path.stem.rsplit("_", 1)[0]
@@ -84,8 +88,9 @@ def check_samples(bundle: Bundle, samples: Samples, backend: str = "auto", preci
     with Classifier(bundle, backend=backend, precision=precision, threads=threads, tune=tune) as clf:
         used = clf.describe()
         wrong, model_mistakes = [], []
+        series = is_series(clf.input_spec)
         for path, label in samples.expected.items():
-            got = clf.predict(str(path)).label
+            got = (clf.predict_series(load_sample(str(path), clf.input_spec)) if series else clf.predict(str(path))).label
             if got == label:
                 continue
             if got == samples.model_says.get(path):
