@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from edgecnn.deploy.activate import bundle_id
 from edgecnn.deploy.unit import UnitSpec, parse_exec_start, render_unit
 
 SYSTEMD_ANALYZE = Path("/usr/bin/systemd-analyze")
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
 
 def _one_line_error(capsys, *args) -> str:
@@ -226,6 +228,30 @@ def test_service_unit_refuses_what_run_would_refuse(tmp_path, capsys):
     spec = UnitSpec(source="0", root=tmp_path, name="a/b", health=None)
     with pytest.raises(Exception, match="unit name"):
         render_unit(spec)
+
+
+def test_service_status_shows_the_health_answer_of_a_real_run(tmp_path, capsys):
+    """`edgecnn service status --health` against `edgecnn run --health` on a looping real video."""
+    from sshd_board import free_port
+
+    port = free_port()
+    run = subprocess.Popen([sys.executable, "-m", "edgecnn", "run", str(REFERENCE_BUNDLE), "--source", str(VTEST),
+                            "--loop", "--realtime", "--headless", "--health", f"127.0.0.1:{port}", "--threads", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, rc = time.monotonic() + 60, 1
+        while time.monotonic() < deadline and run.poll() is None and rc != 0:
+            time.sleep(0.3)
+            rc = run_cli("service", "status", "--health", f"127.0.0.1:{port}")
+        out = capsys.readouterr().out.strip().splitlines()
+        assert rc == 0, (out[-1:], run.poll())
+        code_body = out[-1].split(f"health http://127.0.0.1:{port}/healthz: ")[1]
+        assert code_body.startswith("200 ") and json.loads(code_body[4:])["status"] == "ok"
+    finally:
+        run.terminate()
+        run.wait(timeout=30)
+    assert run_cli("service", "status", "--health", f"127.0.0.1:{port}") == 1
+    assert "no answer" in capsys.readouterr().out
 
 
 def test_service_install_uninstall_without_systemd(tmp_path, capsys):

@@ -63,6 +63,9 @@ def install(spec: UnitSpec, directory: Path | None = None, enable: bool = True,
     text = render_unit(spec)
     if enable and not systemd_running(spec.user):
         raise _no_systemd(spec.user)
+    if enable and not spec.run_bundle.exists():
+        raise EdgeCNNError(f"{spec.run_bundle} does not exist: activate a bundle first (edgecnn bundle activate "
+                           f"BUNDLE --root {spec.root}); nothing was installed")
     path = (directory or unit_dir(spec.user)) / f"{spec.name}.service"
     old = path.read_text(encoding="utf-8") if path.is_file() else None
     try:

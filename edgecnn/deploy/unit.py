@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from ..errors import EdgeCNNError
 
@@ -238,8 +238,3 @@ def health_from_unit(text: str) -> str | None:
     """HOST:PORT of the health endpoint of an installed unit written by `edgecnn service`."""
     argv = parse_exec_start(text)
     return _option_value(argv, "--health") or _option_value(argv, "--serve")
-
-
-def describe_unit(spec: UnitSpec) -> dict[str, Any]:
-    return {"name": spec.name, "user": spec.user, "bundle": str(spec.run_bundle), "source": spec.source,
-            "health": spec.health_address(), "unit_path": str(unit_dir(spec.user) / f"{spec.name}.service")}
