@@ -74,6 +74,9 @@ def _onnx_io(path: Path) -> dict:
     graph = model.graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) == 1 and len(graph.output) > 1:
+        raise EdgeCNNError(f"{path}: not a classifier: it has {len(graph.output)} outputs, a classifier one "
+                           "[1, classes] output (`edgecnn profile` still measures it)")
     if len(inputs) != 1 or len(graph.output) != 1:
         raise EdgeCNNError(f"{path}: has {len(inputs)} inputs and {len(graph.output)} outputs; an image "
                            "classifier has one of each")
@@ -106,6 +109,9 @@ def _tflite_io(path: Path) -> dict:
     except Exception as e:
         raise EdgeCNNError(f"{path}: not a readable TFLite file ({first_line(e, 120)})") from None
     ins, outs = it.get_input_details(), it.get_output_details()
+    if len(ins) == 1 and len(outs) > 1:
+        raise EdgeCNNError(f"{path}: not a classifier: it has {len(outs)} outputs, a classifier one [1, classes] "
+                           "output (`edgecnn profile` still measures it)")
     if len(ins) != 1 or len(outs) != 1:
         raise EdgeCNNError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; an image classifier "
                            "has one of each")
@@ -214,8 +220,7 @@ KINDS = ("image", "features")
 def _classifier_check(p: Path, io: dict, n_classes: int, labels: str | Path) -> None:
     """Refuse a file that is not a classifier (the reason first), then a class count that is not the labels'."""
     out, inp = io["out_shape"], io["in_shape"]
-    flat = len(out) == 2 or (len(out) == 4 and out[1:3] == [1, 1])
-    if not flat or (out[0] not in (1, None) and len(out) == 2 and out[0] != inp[0]):
+    if not (len(out) in (1, 2) or (len(out) == 4 and out[1:3] == [1, 1])):
         raise EdgeCNNError(f"{p}: not a classifier: its output has shape {out}, not [1, classes] "
                            f"(`edgecnn profile {p}` still measures it)")
     n_out = out[-1]
