@@ -5,12 +5,14 @@
 
 What the file itself says is read from it, never asked for: input/output names, layout (NCHW or
 NHWC, from where the channel axis is), dtypes, int8/uint8 quantization parameters, the number of
-classes (checked against the labels), and whether the graph ends in a softmax (`output.kind`
-"probs" instead of "logits", so the runtime does not apply softmax twice: backends turn
-probabilities into log-probabilities, whose softmax is the same probabilities). What the file
-cannot say (normalization, color order, resize policy) comes from the flags. With `--data` every
-artifact is measured on the test split, and when several files are imported, their top-1 agreement
-with the first one is recorded.
+classes (checked against the labels), whether the graph ends in a softmax (`output.kind` "probs"
+instead of "logits", so the runtime does not apply softmax twice: backends turn probabilities into
+log-probabilities, whose softmax is the same probabilities), and for integer inputs the pixel range
+(`import_spec.py`: the float range the quantization represents; flags that contradict it are refused).
+Inputs that are not images import as `input.kind` "features"; files that are not classifiers are
+refused first. Float inputs state no range: [0, 1] is assumed with a note, or `--preset` /
+`--mean/--std/--scale` say it. With `--data` every artifact is measured (a flat folder whole, else
+the test split), with top-1 agreement with the first file and the drop against the float file.
 
 Teachable Machine's TFLite export (`model_unquant.tflite` float, `model.tflite` quantized, and a
 labels.txt of "0 Name" lines) is recognized: its labels are read without the indices and its
@@ -371,7 +373,9 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
     if preset is not None and preset not in PRESETS:
         raise EdgeCNNError(f"unknown --preset '{preset}'; known: {', '.join(PRESETS)}")
     classes, labels_format = read_labels(labels)
-    teachable = labels_format == "teachable-machine" and all(p.suffix == ".tflite" for p in paths)
+    # Teachable Machine: its "0 Name" labels, or its float file's distinctive name (model_unquant.tflite)
+    teachable = all(p.suffix == ".tflite" for p in paths) and (
+        labels_format == "teachable-machine" or any(p.name == TM_FILES[0] for p in paths))
     image_flags = [f for f, v in (("--size", size), ("--channels", channels), ("--mean", mean), ("--std", std),
                                   ("--scale", scale), ("--preset", preset), ("--color", color),
                                   ("--resize", resize)) if v is not None]
