@@ -225,7 +225,7 @@ def test_service_unit_refuses_what_run_would_refuse(tmp_path, capsys):
     assert "edgecnn run would refuse these options" in _one_line_error(capsys, *base, "--", "--no-such-flag")
     assert "must be an absolute path" in _one_line_error(capsys, *base, "--python", "python3")
     assert "not after --" in _one_line_error(capsys, *base, "--", "--source", "1")
-    spec = UnitSpec(source="0", root=tmp_path, name="a/b", health=None)
+    spec = UnitSpec(sources=["0"], root=tmp_path, name="a/b", health=None)
     with pytest.raises(Exception, match="unit name"):
         render_unit(spec)
 

@@ -70,7 +70,8 @@ def _name_args(p: argparse.ArgumentParser) -> None:
 
 
 def _unit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, help="the frame source the service classifies (camera, URL, ...)")
+    p.add_argument("--source", required=True, action="append",
+                   help="the frame source the service classifies (camera, URL, ...); repeat it for several")
     p.add_argument("--root", type=Path, default=None,
                    help="bundle root (see `edgecnn bundle activate`); the service runs ROOT/current "
                         "(default /var/lib/edgecnn, or ~/.local/share/edgecnn with --user)")
@@ -109,7 +110,7 @@ def _spec(args: argparse.Namespace):
                                "video group), or --run-as root if you mean it")
     if args.user and args.run_as:
         raise EdgeCNNError("--run-as is for system units; a --user unit runs as you")
-    return UnitSpec(source=args.source, root=(args.root or (user_root() if args.user else SYSTEM_ROOT)).absolute(),
+    return UnitSpec(sources=args.source, root=(args.root or (user_root() if args.user else SYSTEM_ROOT)).absolute(),
                     bundle=args.bundle.absolute() if args.bundle else None, name=args.name,
                     health=None if args.no_health else args.health,
                     predictions=args.predictions.absolute() if args.predictions else None, run_args=run_args,

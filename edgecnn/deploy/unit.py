@@ -92,7 +92,7 @@ def _option_value(argv: list[str], flag: str) -> str | None:
 class UnitSpec:
     """Everything the unit says. `bundle` is what `edgecnn run` loads (usually ROOT/current)."""
 
-    source: str
+    sources: list[str]
     root: Path
     bundle: Path | None = None
     name: str = DEFAULT_NAME
@@ -111,7 +111,9 @@ class UnitSpec:
 
     def run_argv(self) -> list[str]:
         """`edgecnn run ...` as the service runs it (headless, health endpoint, predictions file)."""
-        argv = [str(self.run_bundle), "--source", self.source]
+        argv = [str(self.run_bundle)]
+        for source in self.sources:
+            argv += ["--source", source]
         if not _has_option(self.run_args, "--headless"):
             argv.append("--headless")
         if self.health and not _has_option(self.run_args, "--health"):
@@ -127,6 +129,8 @@ class UnitSpec:
 
 
 def _validate(spec: UnitSpec) -> None:
+    if not spec.sources:
+        raise EdgeCNNError("which camera? give --source (several for several cameras, if edgecnn run takes them)")
     if not spec.name or any(c in spec.name for c in "/ \t\n@") or spec.name.startswith("."):
         raise EdgeCNNError(f"--name {spec.name!r}: a unit name is letters, digits, '-', '_', '.' (no '/', '@')")
     if not spec.root.is_absolute():
@@ -154,7 +158,7 @@ def render_unit(spec: UnitSpec) -> str:
     lines = [
         "# Written by `edgecnn service unit` (docs/deploy.md). Re-create it rather than editing it by hand.",
         "[Unit]",
-        f"Description=edgecnn live classification ({spec.source.replace('%', '%%')})",
+        f"Description=edgecnn live classification ({', '.join(spec.sources).replace('%', '%%')})",
         "StartLimitIntervalSec=0",  # keep restarting a camera that stays away, never give up
     ]
     if not spec.user:  # network cameras: wait for the network (user managers have no network-online.target)
