@@ -5,12 +5,14 @@
 
 What the file itself says is read from it, never asked for: input/output names, layout (NCHW or
 NHWC, from where the channel axis is), dtypes, int8/uint8 quantization parameters, the number of
-classes (checked against the labels), and whether the graph ends in a softmax (`output.kind`
-"probs" instead of "logits", so the runtime does not apply softmax twice: backends turn
-probabilities into log-probabilities, whose softmax is the same probabilities). What the file
-cannot say (normalization, color order, resize policy) comes from the flags. With `--data` every
-artifact is measured on the test split, and when several files are imported, their top-1 agreement
-with the first one is recorded.
+classes (checked against the labels), whether the graph ends in a softmax (`output.kind` "probs"
+instead of "logits", so the runtime does not apply softmax twice: backends turn probabilities into
+log-probabilities, whose softmax is the same probabilities), and for integer inputs the pixel range
+(`import_spec.py`: the float range the quantization represents; flags that contradict it are refused).
+Inputs that are not images import as `input.kind` "features"; files that are not classifiers are
+refused first. Float inputs state no range: [0, 1] is assumed with a note, or `--preset` /
+`--mean/--std/--scale` say it. With `--data` every artifact is measured (a flat folder whole, else
+the test split), with top-1 agreement with the first file and the drop against the float file.
 
 Teachable Machine's TFLite export (`model_unquant.tflite` float, `model.tflite` quantized, and a
 labels.txt of "0 Name" lines) is recognized: its labels are read without the indices and its
@@ -74,6 +76,9 @@ def _onnx_io(path: Path) -> dict:
     graph = model.graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) == 1 and len(graph.output) > 1:
+        raise EdgeCNNError(f"{path}: not a classifier: it has {len(graph.output)} outputs, a classifier one "
+                           "[1, classes] output (`edgecnn profile` still measures it)")
     if len(inputs) != 1 or len(graph.output) != 1:
         raise EdgeCNNError(f"{path}: has {len(inputs)} inputs and {len(graph.output)} outputs; an image "
                            "classifier has one of each")
@@ -106,6 +111,9 @@ def _tflite_io(path: Path) -> dict:
     except Exception as e:
         raise EdgeCNNError(f"{path}: not a readable TFLite file ({first_line(e, 120)})") from None
     ins, outs = it.get_input_details(), it.get_output_details()
+    if len(ins) == 1 and len(outs) > 1:
+        raise EdgeCNNError(f"{path}: not a classifier: it has {len(outs)} outputs, a classifier one [1, classes] "
+                           "output (`edgecnn profile` still measures it)")
     if len(ins) != 1 or len(outs) != 1:
         raise EdgeCNNError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; an image classifier "
                            "has one of each")
@@ -244,8 +252,7 @@ KINDS = ("image", "features")
 def _classifier_check(p: Path, io: dict, n_classes: int, labels: str | Path) -> None:
     """Refuse a file that is not a classifier (the reason first), then a class count that is not the labels'."""
     out, inp = io["out_shape"], io["in_shape"]
-    flat = len(out) == 2 or (len(out) == 4 and out[1:3] == [1, 1])
-    if not flat or (out[0] not in (1, None) and len(out) == 2 and out[0] != inp[0]):
+    if not (len(out) in (1, 2) or (len(out) == 4 and out[1:3] == [1, 1])):
         raise EdgeCNNError(f"{p}: not a classifier: its output has shape {out}, not [1, classes] "
                            f"(`edgecnn profile {p}` still measures it)")
     n_out = out[-1]
@@ -409,7 +416,9 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
     if preset is not None and preset not in PRESETS:
         raise EdgeCNNError(f"unknown --preset '{preset}'; known: {', '.join(PRESETS)}")
     classes, labels_format = read_labels(labels)
-    teachable = labels_format == "teachable-machine" and all(p.suffix == ".tflite" for p in paths)
+    # Teachable Machine: its "0 Name" labels, or its float file's distinctive name (model_unquant.tflite)
+    teachable = all(p.suffix == ".tflite" for p in paths) and (
+        labels_format == "teachable-machine" or any(p.name == TM_FILES[0] for p in paths))
     image_flags = [f for f, v in (("--size", size), ("--channels", channels), ("--mean", mean), ("--std", std),
                                   ("--scale", scale), ("--preset", preset), ("--color", color),
                                   ("--resize", resize)) if v is not None]
