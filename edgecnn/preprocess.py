@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgeCNNError
+from .series import is_series, model_shape, preprocess_series
 
 try:  # OpenCV is part of every device extra; keep the import error readable if it is missing.
     import cv2
@@ -170,6 +171,11 @@ def resize(arr: np.ndarray, height: int, width: int, policy: str, interpolation:
 
 def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
     """Turn one image into the model's float32 CHW input, following a manifest `input` block."""
+    if spec.get("kind") == "features":
+        raise EdgeCNNError(f"this model takes features of shape {spec['shape']}, not images: preprocess_features")
+    if is_series(spec):
+        raise EdgeCNNError(f"this bundle classifies series windows ({spec['length']} samples x {spec['channels']} "
+                           "channels), not images: use predict_series(window) / a csv:, wav: or serial: source")
     arr, order = to_uint8_image(image, color_order, layout)
     if spec["color"] == "RGB" and arr.ndim == 3 and arr.shape[2] == 3:
         # A large camera frame is shrunk first, on uint8, and its channels swapped after: resizing
@@ -188,6 +194,73 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     mean = np.asarray(spec["mean"], np.float32)[:, None, None]
     std = np.asarray(spec["std"], np.float32)[:, None, None]
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def preprocess_features(x: Any, spec: dict) -> np.ndarray:
+    """A features input (manifest `input.kind` "features") -> float32 batch (N, *shape).
+
+    One sample in the model's shape, or a batch of them; numbers only, finite. The values are fed as
+    they are: they are in the model's float domain (integer model inputs are quantized by the backend
+    with the file's own scale and zero point)."""
+    shape = tuple(int(v) for v in spec["shape"])
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise EdgeCNNError(f"features must be numbers, got dtype {arr.dtype}")
+    if arr.shape == shape:
+        arr = arr[None]
+    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape or len(arr) == 0:
+        raise EdgeCNNError(f"features must have shape {list(shape)} (one sample) or [N, {', '.join(map(str, shape))}], "
+                           f"got {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise EdgeCNNError("features contain NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def input_kind(spec: dict) -> str:
+    """A manifest input block's kind; bundles made before kinds existed are images."""
+    return str(spec.get("kind", "image"))
+
+
+def load_sample(path: str, spec: dict) -> Any:
+    """A bundle's sample file: an image (PNG), or for a series bundle a CSV window (samples x channels)."""
+    if is_series(spec):
+        try:
+            return np.loadtxt(str(path), delimiter=",", ndmin=2)
+        except (OSError, ValueError) as e:
+            raise EdgeCNNError(f"cannot read the series sample {_shown(path)} ({e})") from None
+    return load_image(str(path))
+
+
+def preprocess_item(item: Any, spec: dict, color_order: str = "BGR") -> np.ndarray:
+    """One dataset item -> float32 model input: `preprocess` for images, `preprocess_series` for series."""
+    if is_series(spec):
+        return preprocess_series(item, spec)
+    return preprocess(item, spec, color_order)
+
+
+def model_input_shape(spec: dict) -> tuple[int, ...]:
+    """The model's per-sample float32 input (C, H, W) for any manifest `input` block (image or series);
+    a features block's own shape."""
+    if spec.get("kind") == "features":
+        return tuple(int(v) for v in spec["shape"])
+    if is_series(spec):
+        return model_shape(spec)
+    return int(spec["channels"]), int(spec["height"]), int(spec["width"])
+
+
+def describe_input(spec: dict) -> str:
+    """One line for reports: what the model takes and how it is normalized."""
+    if spec.get("kind") == "features":
+        return f"features of shape {list(spec['shape'])} (fed from arrays as they are, no image preprocessing)"
+    if is_series(spec):
+        c, _, t = model_shape(spec)
+        rate = f" at {spec['sample_rate']:g} Hz" if spec.get("sample_rate") else ""
+        fe = spec.get("frontend")
+        head = (f"series window of {spec['length']} samples x {spec['channels']} channel(s){rate}"
+                + (f", {fe['type']} front end -> {c} features x {t} frames" if fe else ""))
+        return (f"{head}; model input [N, {c}, 1, {t}] (layout NC1T); mean {spec['mean']}, std {spec['std']}")
+    return (f"{spec['channels']}x{spec['height']}x{spec['width']} {spec['color']}, resize {spec['resize']} "
+            f"({spec['interpolation']}), x*{spec['scale']:.6g}, mean {spec['mean']}, std {spec['std']}")
 
 
 def preprocess_batch(images: list, spec: dict, color_order: str = "BGR") -> np.ndarray:

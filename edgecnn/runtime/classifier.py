@@ -34,7 +34,8 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
-from ..preprocess import preprocess, softmax
+from ..preprocess import input_kind, model_input_shape, preprocess, preprocess_features, softmax
+from ..series import is_series, preprocess_series
 from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
 from .frame import FramePath
@@ -112,7 +113,8 @@ class Classifier:
         self.top_k = min(top_k, len(self.classes))
         self.preprocessing = preprocessing
         # Once, at load: what each call would otherwise look up or check again.
-        self._chw = (int(self.input_spec["channels"]), int(self.input_spec["height"]), int(self.input_spec["width"]))
+        self._chw = model_input_shape(self.input_spec)
+        self._image = input_kind(self.input_spec) == "image"
         be = self.backend
         self._float_nchw = be.layout == "NCHW" and be.input_dtype == _F32 and be.input_quant is None
         self._infer_prepared = be.infer_prepared
@@ -123,6 +125,8 @@ class Classifier:
         try:
             return local.path, local.buffer
         except AttributeError:
+            if not self._image:  # the reference's one line: a features or series bundle takes no images
+                preprocess(None, self.input_spec)
             path = FramePath.for_backend(self.input_spec, self.backend)
             local.path, local.buffer = path, np.empty(path.shape, path.dtype)
             return local.path, local.buffer
@@ -186,6 +190,9 @@ class Classifier:
         `layout` ("auto" | "HWC" | "CHW") says how a 3-D array is ordered; "auto" refuses a shape
         that could be either (e.g. 3x32x3) rather than guess.
         """
+        if input_kind(self.input_spec) == "features":
+            raise EdgeCNNError(f"{self.bundle.path}: this bundle takes features, not images: use "
+                               "predict_features(array) (or `edgecnn classify BUNDLE x.npy`)")
         t0 = time.perf_counter()
         if self.preprocessing == "fast":
             path, buffer = self._frame_path()
@@ -208,6 +215,42 @@ class Classifier:
         k = self.top_k
         order = np.argsort(-probs)[:k] if k > 1 else (int(probs.argmax()),)
         return probs, [(self.classes[j], float(probs[j])) for j in order]
+
+    def predict_features(self, x: Any) -> Prediction:
+        """Classify one sample of a features bundle (manifest `input.kind` "features", e.g. an imported model
+        whose input is not an image): an array of the model's input shape, values in its float domain."""
+        if input_kind(self.input_spec) != "features":
+            raise EdgeCNNError(f"{self.bundle.path}: this bundle takes {input_kind(self.input_spec)} input, not features")
+        t0 = time.perf_counter()
+        batch = preprocess_features(x, self.input_spec)
+        if len(batch) != 1:
+            raise EdgeCNNError(f"predict_features takes one sample of shape {list(self.input_spec['shape'])}, "
+                               f"got a batch of {len(batch)}")
+        t1 = time.perf_counter()
+        logits = self.backend.infer(batch)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return Prediction(tops[0], probs[0], timings)
+
+    def predict_series(self, window: Any) -> Prediction:
+        """Classify one window of a series bundle: samples x channels, shape (T, C) or (T,) for one channel.
+
+        Preprocessing is `edgecnn.series.preprocess_series` with the manifest's input block (padding or
+        cutting to its length, standardization, the audio front end), as at training and export.
+        """
+        if not is_series(self.input_spec):
+            raise EdgeCNNError(f"{self.bundle.name} is an image bundle: use predict(image), not predict_series")
+        t0 = time.perf_counter()
+        x = preprocess_series(window, self.input_spec)[None]
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return Prediction(tops[0], probs[0], timings)
 
     def predict_preprocessed(self, x_chw: np.ndarray) -> Prediction:
         """`predict` minus image preprocessing: one float32 CHW input (from `preprocess`) -> result."""
