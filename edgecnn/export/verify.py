@@ -132,7 +132,8 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
     dataset = data or (manifest.get("verification") or {}).get("dataset") or (manifest.get("source") or {}).get("dataset")
     if not dataset:
         raise EdgeCNNError(f"{b.path}: manifest names no dataset; pass --data")
-    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
+    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]),
+                      input_spec=b.input)
     if len(ds.classes) != len(b.classes):
         raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
     split = split or evaluation_split(ds, trained_on=(manifest.get("source") or {}).get("dataset"))

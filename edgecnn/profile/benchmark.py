@@ -181,7 +181,7 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
                       verify_samples=test_limit, log=log, allow_chance=True)  # a row, measured, not refused
     bundle = Bundle.load(bundle_dir)
 
-    ds = load_dataset(data, data_root) if data_root else load_dataset(data)
+    ds = load_dataset(data, data_root, input_spec=bundle.input)
     x_test, y_test = preprocessed(ds, "test", bundle.input, test_limit)
     x1 = x_test[:1]
     rows: list[dict] = []
