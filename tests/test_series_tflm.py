@@ -103,9 +103,10 @@ def test_basicmotions_default_run_through_tflite_int8_and_tflm(tmp_path):
 @pytest.mark.slow
 def test_a_users_conv1d_model_becomes_h1_convolutions_on_tflite_and_tflm(tmp_path):
     pytest.importorskip("tflite_micro")
+    from test_series_pipeline import trained_conv1d
+
     import edgecnn
     from edgecnn.data import load_dataset
-    from test_series_pipeline import trained_conv1d
 
     data = f"ts:{_uea() / 'BasicMotions'}"
     ds = load_dataset(data)
