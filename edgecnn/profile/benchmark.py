@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,7 +157,8 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
     ckpt = read_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
     mname = ckpt["model"]["name"]
-    out = Path(out) if out else Path("benchmark") / f"{mname}-{data}"
+    # a data name like ts:/path/to/Set or folder:photos is one folder name, not a path
+    out = Path(out) if out else Path("benchmark") / f"{mname}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', data).strip('-')}"
     out.mkdir(parents=True, exist_ok=True)
 
     present = available_backends()
