@@ -142,7 +142,7 @@ def test_healthz_and_systemd_notify_follow_the_camera(digits_bundle, jpegs, tmp_
     with CameraSim(jpegs, fps=25) as cam:
         proc = subprocess.Popen(
             _run_args(digits_bundle, cam.url, "--health", f"127.0.0.1:{port}", "--stale-after", str(stale_after),
-                      "--reconnect-timeout", "30"),
+                      "--reconnect-timeout", "0"),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env=_env(NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="400000"))
         try:
@@ -178,3 +178,117 @@ def test_healthz_and_systemd_notify_follow_the_camera(digits_bundle, jpegs, tmp_
     assert proc.returncode == 0, err
     assert notify.times("STOPPING=1")
     assert "Traceback" not in err and "frames in" in err
+
+
+# -- stop, late and returning cameras -------------------------------------------------------------
+
+
+def _wait_records(path: Path, n: int, timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= n:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} results in {timeout} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_while_the_stream_hangs_exits_within_2_s_with_summary_and_report(digits_bundle, tmp_path, sig):
+    """The reproduction of issue 27: a camera process stopped with SIGSTOP (connected, silent), then
+    SIGTERM/SIGINT to `edgecnn run`: it used to segfault 7 s later. Now: exit 0 within 2 s, the summary
+    and the report written, every result in the predictions file, the silent time counted as outage."""
+    port = free_port()
+    cam = subprocess.Popen([sys.executable, str(REPO / "tests" / "camera_sim.py"), "--port", str(port),
+                            "--frames", "40"], stdout=subprocess.PIPE, text=True, env=_env())
+    report, preds = tmp_path / "report.json", tmp_path / "preds.jsonl"
+    try:
+        assert cam.stdout.readline().startswith("serving"), "camera simulator did not start"
+        proc = subprocess.Popen(
+            _run_args(digits_bundle, f"http://127.0.0.1:{port}/video.mjpg", "--report", str(report),
+                      "--predictions", str(preds)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        try:
+            _wait_records(preds, 10, 30)
+            os.kill(cam.pid, signal.SIGSTOP)  # the camera hangs: connection open, nothing sent
+            time.sleep(1.5)
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=10)
+            took = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        os.kill(cam.pid, signal.SIGCONT)
+        cam.kill()
+        cam.wait()
+    assert proc.returncode == 0, (proc.returncode, err)  # not -11 (SIGSEGV) nor 139
+    assert took < 2.0, took
+    assert "Traceback" not in err and "(interrupted)" in err
+    summary = json.loads(report.read_text())
+    assert summary["interrupted"] and summary["frames"] >= 10
+    assert 1.2 <= summary["retry_seconds"] < 4, summary["retry_seconds"]  # the silence is an outage
+    assert summary["fps"] > 15, summary  # the 25 FPS of the time frames came (not frames / whole run)
+    records = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert len(records) == summary["frames"]  # no line lost
+    assert summary["sources"][0]["state"] == "stalled"
+
+
+def test_camera_that_comes_late_and_comes_back(digits_bundle, jpegs, tmp_path):
+    """Started 5 s before its camera (--reconnect-timeout 0: forever), it classifies once the camera
+    appears; after an 8 s outage results come back within 2 s of the camera's return; source state in
+    /healthz; outage time and FPS right in the summary; log lines carry ISO timestamps and levels."""
+    port, health = free_port(), free_port()
+    cam = CameraSim(jpegs, fps=25, port=port)
+    report, preds = tmp_path / "report.json", tmp_path / "preds.jsonl"
+    proc = subprocess.Popen(
+        _run_args(digits_bundle, cam.url, "--reconnect-timeout", "0", "--report", str(report), "--predictions",
+                  str(preds), "--health", f"127.0.0.1:{health}", "--stale-after", "1"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        time.sleep(5)
+        code, body = _get(f"http://127.0.0.1:{health}/healthz")
+        assert code == 503 and body["status"] == "starting" and body["sources"][0]["state"] == "connecting", body
+        cam.start()
+        appeared = time.time()
+        first = _wait_records(preds, 1, 5)[0]
+        assert first["captured"] - appeared < 2.0
+        time.sleep(1.5)
+        cam.stop()
+        gone = time.time()
+        time.sleep(1.5)
+        code, body = _get(f"http://127.0.0.1:{health}/healthz")
+        assert code == 503 and body["sources"][0]["state"] == "reconnecting", body
+        time.sleep(8 - 1.5)
+        cam.start()
+        back = time.time()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            after = [r for r in _wait_records(preds, 1, 1) if r["captured"] > back]
+            if after:
+                break
+            time.sleep(0.05)
+        assert after and after[0]["captured"] + after[0]["age_ms"] / 1e3 - back < 2.0
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cam.stop()
+    assert proc.returncode == 0, err
+    summary = json.loads(report.read_text())
+    assert summary["reconnects"] == 1
+    # outage: the 5 s before the camera (less the model's load) + the 8 s without it
+    assert 11 < summary["retry_seconds"] < 15.5, summary["retry_seconds"]
+    assert 20 < summary["fps"] < 30 and summary["fps_wall"] < 12, summary
+    assert not [r for r in json.loads("[" + ",".join(preds.read_text().splitlines()) + "]")
+                if gone + 0.5 < r["captured"] < back]  # nothing classified while it was gone
+    lines = [line for line in err.splitlines() if "cannot connect" in line or "reconnected after" in line]
+    assert len(lines) == 2, err
+    for line in lines:  # 2026-12-07T06:41:02.123+00:00 WARNING edgecnn: ...
+        stamp, level = line.split(" ")[:2]
+        assert time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S") and stamp[19] == "." and level == "WARNING", line
