@@ -292,3 +292,92 @@ def test_camera_that_comes_late_and_comes_back(digits_bundle, jpegs, tmp_path):
     for line in lines:  # 2026-12-07T06:41:02.123+00:00 WARNING edgecnn: ...
         stamp, level = line.split(" ")[:2]
         assert time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S") and stamp[19] == "." and level == "WARNING", line
+
+
+# -- fresh results, several cameras ---------------------------------------------------------------
+
+
+def test_fresh_mode_keeps_results_recent_where_throughput_mode_queues(digits_bundle, jpegs):
+    """A consumer that takes 10 results a second from a 25 FPS camera (a slow display or sink): in
+    fresh mode each result is at most about one frame old and the skipped frames are counted; in
+    throughput mode the queues fill and results are several consumer periods old."""
+    from edgecnn.runtime import Classifier
+    from edgecnn.runtime.pipeline import Pipeline, Stages
+    from edgecnn.runtime.sources import open_source
+
+    clf = Classifier(digits_bundle, backend="onnxruntime", precision="fp32", threads=1)
+    ages: dict[str, list[float]] = {}
+    drops: dict[str, dict] = {}
+    with CameraSim(jpegs, fps=25) as cam:
+        for mode in ("fresh", "throughput"):
+            src = open_source(cam.url, reconnect_timeout=5)
+            pipe = Pipeline(src, Stages(clf, lambda shape: None), latency_mode=mode)
+            got: list[float] = []
+            try:
+                for job in pipe:
+                    got.append(1e3 * (time.perf_counter() - job.captured))
+                    if len(got) >= 16:
+                        break
+                    time.sleep(0.1)
+            finally:
+                pipe.close()
+                src.close()
+            ages[mode], drops[mode] = sorted(got[4:]), {**pipe.dropped_by, "source": src.dropped}
+    clf.close()
+    fresh, queued = ages["fresh"][len(ages["fresh"]) // 2], ages["throughput"][len(ages["throughput"]) // 2]
+    assert fresh < 60, ages  # ~ half a frame interval + processing (measured 20-25 ms)
+    assert queued > 250, ages  # ~ 4 items queued x 100 ms (measured 390-410 ms)
+    assert drops["fresh"]["render"] > 10 and drops["throughput"]["render"] == 0, drops
+
+
+def test_two_cameras_share_one_model_and_are_reported_apart(digits_bundle, jpegs, tmp_path):
+    """--source A --source B: one process, one model; every result names its source; the summary and
+    /api/stats give each source's frames, FPS, age and state."""
+    pytest.importorskip("aiohttp")
+    port = free_port()
+    report, preds = tmp_path / "report.json", tmp_path / "preds.jsonl"
+    with CameraSim(jpegs, fps=25) as a, CameraSim(jpegs, fps=12.5) as b:
+        proc = subprocess.Popen(
+            _run_args(digits_bundle, a.url, "--source", b.url, "--serve", f"127.0.0.1:{port}", "--predictions",
+                      str(preds), "--report", str(report)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        try:
+            _wait_records(preds, 20, 30)
+            time.sleep(1.5)
+            code, stats = _get(f"http://127.0.0.1:{port}/api/stats")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert code == 200 and [s["source"] for s in stats["sources"]] == [a.url, b.url], stats
+    assert all(s["state"] == "live" and s["frames"] > 0 for s in stats["sources"]) and stats["age_ms"]["p50"] > 0
+    summary = json.loads(report.read_text())
+    by = {s["source"]: s for s in summary["sources"]}
+    assert by[a.url]["fps"] == pytest.approx(25, rel=0.2) and by[b.url]["fps"] == pytest.approx(12.5, rel=0.2), by
+    assert summary["fps"] == pytest.approx(by[a.url]["fps"] + by[b.url]["fps"])
+    records = [json.loads(line) for line in preds.read_text().splitlines()]
+    counts = {u: sum(r["source"] == u for r in records) for u in (a.url, b.url)}
+    assert counts == {u: by[u]["frames"] for u in counts} and sum(counts.values()) == summary["frames"]
+    assert err.count("edgecnn: lenet") <= 1 and f"{a.url}:" in err and f"{b.url}:" in err
+
+
+def test_predictions_file_rotates_by_size_and_keeps_n(digits_bundle, tmp_path):
+    """--predictions: JSON lines, rotated past --predictions-max-mb into FILE.1 .. FILE.N; every kept
+    line is whole, and the newest lines are the last results in order."""
+    from edgecnn.cli import main
+
+    video = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+    preds = tmp_path / "p.jsonl"
+    rc = main(["run", str(digits_bundle), "--source", str(video), "--headless", "--threads", "1", "--backend",
+               "onnxruntime", "--precision", "fp32", "--max-frames", "120", "--predictions", str(preds), "--predictions-max-mb", str(8 / 1024), "--predictions-keep", "2"])
+    assert rc == 0
+    files = sorted(tmp_path.glob("p.jsonl*"))
+    assert [f.name for f in files] == ["p.jsonl", "p.jsonl.1", "p.jsonl.2"]
+    assert all(f.stat().st_size <= 8 * 1024 for f in files)
+    frames = [json.loads(line)["frame"] for f in (files[2], files[1], files[0]) for line in f.read_text().splitlines()]
+    assert frames == list(range(120 - len(frames), 120)) and 40 < len(frames) < 120
+    assert main(["run", str(digits_bundle), "--source", str(video), "--predictions", str(tmp_path / "no" / "p.jsonl"),
+                 "--max-frames", "1"]) == 2

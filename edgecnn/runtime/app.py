@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Sequence
 
 from ..errors import EdgeCNNError
@@ -28,7 +29,7 @@ from .health import DEFAULT_STALE_AFTER_S, Health, HealthServer
 from .overlay import STAGES, draw_overlay
 from .pipeline import LATENCY_MODES, Job, Pipeline, Stages
 from .sinks import JsonLinesSink, PredictionsSink, Sink, VideoSink, WindowSink, display_available
-from .sources import Source, open_source
+from .sources import Source, open_source, redact_uri
 
 log = logging.getLogger("edgecnn.runtime")
 
@@ -143,6 +144,8 @@ def check_options(opts: RunOptions) -> None:
         raise EdgeCNNError(f"--predictions-max-mb must be at least 0.001 (1 KiB), got {opts.predictions_max_bytes / 2**20:g}")
     if opts.predictions_keep < 1:
         raise EdgeCNNError(f"--predictions-keep must be at least 1, got {opts.predictions_keep}")
+    if opts.predictions and not Path(opts.predictions).parent.is_dir():
+        raise EdgeCNNError(f"--predictions {opts.predictions}: folder {Path(opts.predictions).parent} does not exist")
     if opts.save and len(opts.sources) > 1:
         raise EdgeCNNError("--save writes one source's video; with several --source, use --predictions or --serve")
 
@@ -222,7 +225,7 @@ def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str
         if opts.serve:
             from .server import DashboardSink, device_name
 
-            per_source = live or []
+            per_source = live if live is not None else []  # filled once the pipeline runs
 
             def counters() -> dict:
                 views = [s.view() for s in per_source]
@@ -233,8 +236,8 @@ def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str
                                    if stats is not None and stats.age.count else None)}
 
             dash = DashboardSink(opts.serve, info={**clf.describe(), "profile": opts.device, "device": device_name(),
-                                                   "source": ", ".join(s.source.describe for s in per_source)
-                                                   or source.describe},
+                                                   "source": source.describe if len(opts.sources) == 1
+                                                   else ", ".join(redact_uri(u) for u in opts.sources)},
                                  counters=counters, max_viewers=opts.max_viewers, token=opts.serve_token,
                                  health=health)
             sinks.append(dash)
