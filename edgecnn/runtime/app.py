@@ -146,6 +146,8 @@ def check_options(opts: RunOptions) -> None:
         raise EdgeCNNError(f"--predictions-keep must be at least 1, got {opts.predictions_keep}")
     if opts.predictions and not Path(opts.predictions).parent.is_dir():
         raise EdgeCNNError(f"--predictions {opts.predictions}: folder {Path(opts.predictions).parent} does not exist")
+    if not opts.pipelined and len(opts.sources) > 1:
+        raise EdgeCNNError("the sequential baseline (pipelined=False) takes one source")
     if opts.save and len(opts.sources) > 1:
         raise EdgeCNNError("--save writes one source's video; with several --source, use --predictions or --serve")
 

@@ -101,6 +101,19 @@ class _IsoFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (not the stream of the first call: in-process
+    callers and tests replace sys.stderr between runs)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     import os
 
@@ -108,7 +121,7 @@ def _setup_logging() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     logger = logging.getLogger("edgecnn.runtime")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_IsoFormatter("%(asctime)s %(levelname)s edgecnn: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
