@@ -154,3 +154,101 @@ def test_cnn1d_trains_evaluates_and_exports_a_verified_series_bundle(bm_ckpt, bm
         assert hits >= 7
         with pytest.raises(EdgeCNNError, match=r"shaped \(samples, 6\)"):
             clf.predict_series(np.zeros((100, 3)))
+
+
+class Conv1dNet:
+    """A user's own Conv1d network on (N, C, T) windows (built lazily: torch is imported by the test)."""
+
+    @staticmethod
+    def build(channels: int, classes: int):
+        from torch import nn
+
+        return nn.Sequential(
+            nn.Conv1d(channels, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(16, 16, 3, padding=1, groups=16), nn.Conv1d(16, 24, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(24, classes))
+
+
+def trained_conv1d(ds, steps: int = 60):
+    """Conv1dNet fitted briefly on the standardized training windows, with plain torch."""
+    import torch
+
+    from edgecnn.series import fit_normalization, preprocess_series, series_spec
+
+    spec = series_spec(ds.channels, ds.length, [0.0] * ds.channels, [1.0] * ds.channels)
+    mean, std = fit_normalization(ds.split("train")[0], spec)
+    spec = series_spec(ds.channels, ds.length, mean, std)
+    x = torch.from_numpy(np.stack([preprocess_series(w, spec)[:, 0] for w in ds.split("train")[0]]))
+    y = torch.from_numpy(ds.split("train")[1])
+    torch.manual_seed(0)
+    net = Conv1dNet.build(ds.channels, len(ds.classes))
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval(), mean, std
+
+
+def test_export_model_takes_a_users_conv1d_module(tmp_path):
+    import edgecnn
+    from edgecnn.bundle import Bundle
+    from edgecnn.runtime import Classifier
+
+    ds = load_dataset(f"ts:{BASIC_MOTIONS}")
+    net, mean, std = trained_conv1d(ds)
+    out = edgecnn.export_model(net, tmp_path / "conv1d", input_size=(6, 100), kind="series", classes=ds.classes,
+                               mean=mean, std=std, sample_rate=10, test=f"ts:{BASIC_MOTIONS}", formats="onnx",
+                               log=lambda s: None)
+    b = Bundle.load(out)
+    v = b.manifest["artifacts"][0]["verified"]
+    assert b.input["kind"] == "series" and b.input["sample_rate"] == 10.0
+    assert v["max_abs_diff"] < 1e-4 and v["top1_agreement"] == 1.0 and v["accuracy"] >= 0.75
+    windows, labels = ds.split("test")
+    with Classifier(out, backend="onnxruntime", precision="fp32") as clf:
+        acc = np.mean([clf.predict_series(w).index == t for w, t in zip(windows, labels)])
+    assert acc == pytest.approx(v["accuracy"])
+    # arrays instead of a dataset name; a wrong input_size is one line
+    out2 = edgecnn.export_model(net, tmp_path / "arrays", input_size=(6, 100), kind="series", classes=ds.classes,
+                                mean=mean, std=std, test=(windows, labels), formats="onnx", log=lambda s: None)
+    assert Bundle.load(out2).manifest["artifacts"][0]["verified"]["accuracy"] == pytest.approx(v["accuracy"])
+    with pytest.raises(EdgeCNNError, match=r"input_size is \(channels, length\)"):
+        edgecnn.export_model(net, tmp_path / "x", input_size=(6, 1, 100), kind="series", classes=ds.classes,
+                             mean=mean, std=std, test=(windows, labels))
+
+
+def _write_wavs(root: Path, ds, rate: int, count: int, odd_rate_in: int | None = None) -> None:
+    """Real BasicMotions accelerometer traces (x axis, 100 samples) as int16 mono WAV clips in class folders."""
+    from scipy.io import wavfile
+
+    xs, ys = ds.split("test")
+    for i, (x, y) in enumerate(zip(xs[:count], ys[:count])):
+        folder = root / ds.classes[int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = np.round(x[:, 0] / 40.0 * 32767).astype(np.int16)
+        r = rate
+        if i == odd_rate_in:
+            clip, r = np.repeat(clip, 2), 2 * rate
+        wavfile.write(str(folder / f"clip{i}.wav"), r, clip)
+
+
+def test_wav_loader_mfcc_front_end_and_rates(tmp_path, capsys):
+    bm = load_dataset(f"ts:{BASIC_MOTIONS}")
+    _write_wavs(tmp_path / "clips", bm, 1000, 40)
+    ds = load_dataset(f"wav:{tmp_path / 'clips'}")
+    assert ds.kind == "series" and ds.sample_rate == 1000 and ds.length == 100 and ds.channels == 1
+    assert ds.frontend["type"] == "mfcc" and ds.frontend["fmax"] == 500.0  # capped at the Nyquist frequency
+    spec = default_input_spec(ds, 0)
+    x, _ = preprocessed(ds, "train", spec)
+    assert x.shape == (28, 10, 1, 4) and np.isfinite(x).all()  # 40 ms frames every 20 ms of 100 ms clips
+    np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-5)  # per-feature standardization
+    raw = ds.split("train")[0][0][:, 0]
+    assert np.abs(raw).max() <= 1.0  # int16 scaled to [-1, 1]
+
+    _write_wavs(tmp_path / "mixed", bm, 1000, 8, odd_rate_in=3)
+    assert run_cli("train", "dscnn", "--data", f"wav:{tmp_path / 'mixed'}", "--sample-rate", "1000",
+                   "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip3.wav: recorded at 2000 Hz, the data set is at 1000 Hz; pass --resample" in err[0]
+    resampled = load_dataset(f"wav:{tmp_path / 'mixed'}", series={"sample_rate": 1000, "resample": True})
+    assert {len(w) for w in resampled.split("all")[0]} == {100}

@@ -796,7 +796,7 @@ def _finish(out: Path, ds: Dataset, input_spec: dict, history: list[dict], secon
         val = best["metrics"].get("val_acc")
         top5 = f"  top-5 {test['top5']:.4f}" if len(ds.classes) > 5 else ""
         print(f"best epoch {best['epoch']}: val_acc {'-' if val is None else f'{val:.4f}'}  "
-              f"test top-1 {test['top1']:.4f}{top5} ({test['n']} images)  "
+              f"test top-1 {test['top1']:.4f}{top5} ({test['n']} {'windows' if ds.kind == 'series' else 'images'})  "
               f"trained in {seconds:.1f}s", flush=True)
     save_checkpoint(best, out / "best.pt")
     record(summary)
@@ -831,7 +831,8 @@ def data_report(ds: Dataset, train_limit: int | None = None) -> list[str]:
         labels = np.asarray(ds.split(split)[1])
         limit = f" (training on a random {train_limit})" if split == "train" and train_limit \
             and train_limit < len(labels) else ""
-        lines.append(f"  {split:<5} {len(labels):>6} images: {class_balance(labels, ds.classes)}{limit}")
+        items = "windows" if ds.kind == "series" else "images"
+        lines.append(f"  {split:<5} {len(labels):>6} {items}: {class_balance(labels, ds.classes)}{limit}")
     val = np.asarray(ds.split("val")[1]) if "val" in ds.splits else np.zeros(0, dtype=np.int64)
     if len(val) == 0:
         lines.append("note: no validation split: best.pt is the epoch with the lowest training loss in the "
