@@ -479,9 +479,12 @@ class DashboardSink(Sink):
     async def _snapshot(self, request: Any) -> Any:
         from aiohttp import web
 
+        # results flowing: wait for the next frame (up to 5 s); none for --stale-after s (the camera is
+        # gone): answer at once with the last frame there is, not after a 5 s hang
+        flowing = self.health is None or self.health.state()[0] == 200
         self._want += 1  # the next frame gets drawn and encoded
         try:
-            _, jpeg = await self._next_jpeg(self._jpeg[0], timeout=5)
+            _, jpeg = await self._next_jpeg(self._jpeg[0], timeout=5 if flowing else 0)
         finally:
             self._want -= 1
         jpeg = jpeg or self._jpeg[1]  # nothing newer (the source paused): the last one there is
