@@ -252,3 +252,12 @@ def test_wav_loader_mfcc_front_end_and_rates(tmp_path, capsys):
     assert len(err) == 1 and "clip3.wav: recorded at 2000 Hz, the data set is at 1000 Hz; pass --resample" in err[0]
     resampled = load_dataset(f"wav:{tmp_path / 'mixed'}", series={"sample_rate": 1000, "resample": True})
     assert {len(w) for w in resampled.split("all")[0]} == {100}
+
+
+def test_profile_times_a_series_bundle_on_its_sample_windows(bm_bundle, tmp_path, capsys):
+    report = tmp_path / "prof.json"
+    assert run_cli("profile", bm_bundle, "--runs", "10", "--warmup", "2", "--report", report) == 0
+    r = json.loads(report.read_text())
+    assert "bundle sample" in r["settings"]["input"] and "(8)" in r["settings"]["input"]  # the 8 CSV windows
+    assert r["bundle"]["input"] == {"channels": 6, "height": 1, "width": 100}
+    assert all(res["latency_ms"]["p50"] > 0 for res in r["results"])
