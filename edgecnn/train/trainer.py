@@ -840,9 +840,10 @@ def data_report(ds: Dataset, train_limit: int | None = None) -> list[str]:
     else:
         per_class = np.bincount(val, minlength=len(ds.classes)).min()
         if len(val) < SMALL_VAL_IMAGES or per_class < SMALL_VAL_PER_CLASS:
-            lines.append(f"note: the validation split has only {len(val)} images ({per_class} in its smallest class; "
-                         f"one image = {100 / len(val):.1f} points): it cannot select a best epoch reliably, "
-                         "so rely on the test accuracy (or add a val/ folder with more images)")
+            item = "window" if ds.kind == "series" else "image"
+            lines.append(f"note: the validation split has only {len(val)} {item}s ({per_class} in its smallest class; "
+                         f"one {item} = {100 / len(val):.1f} points): it cannot select a best epoch reliably, "
+                         f"so rely on the test accuracy (or add a val/ folder with more {item}s)")
     return lines
 
 
