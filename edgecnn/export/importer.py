@@ -206,6 +206,36 @@ def _run(art: Artifact, x: np.ndarray) -> np.ndarray:
     return np.concatenate([be.finish(be.run_raw(be.prepare(x[i : i + batch]))) for i in range(0, len(x), batch)])
 
 
+def _graph_counts(path: Path) -> dict:
+    """params and MACs counted from the imported file's graph (edgecnn.profile.graph_count)."""
+    from ..profile.graph_count import count_graph
+
+    return count_graph(path)
+
+
+def _tflm_request(formats: str | None, device: str | None, paths: list[Path], ios: list[dict]) -> str | None:
+    """The imported file TFLM will run (checked now, before anything is written), or None without tflm."""
+    if not formats:
+        if device:
+            raise EdgeCNNError(f"--device {device}: microcontroller fit is measured for the tflm target; add "
+                               "--formats tflm")
+        return None
+    from .api import parse_formats
+
+    if parse_formats(formats) != ["tflm"]:
+        raise EdgeCNNError(f"import-model --formats takes only tflm (got {formats!r}): the imported files are "
+                           "the bundle's other formats")
+    from .tflm import check_tflm_model
+    from .tflm_bundle import check_request, tflm_artifact
+
+    check_request(device)
+    recs = [{"file": p.name, "format": io["format"], "precision": _precision(io), "input": io["input"],
+             "output": io["output"]} for p, io in zip(paths, ios)]
+    rec = tflm_artifact(recs, "import-model --formats tflm")
+    check_tflm_model(next(p for p in paths if p.name == rec["file"]), rec["input"], rec["output"], rec["file"])
+    return rec["file"]
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -346,13 +376,26 @@ def _eval_data(data: str, data_root: str | None, classes: list[str], kind: str, 
     return x, y, ds.name, split
 
 
+def _first_image(data: str, data_root: str | None, classes: list[str], spec: dict, split: str) -> tuple | None:
+    """(raw image, label) of the evaluation split's first image: main.cc's embedded test input."""
+    from ..data import load_dataset
+
+    ds = load_dataset(data, data_root, classes=classes, channels=int(spec["channels"]))
+    images, labels = ds.split(split)
+    return (np.asarray(images[0]), classes[int(np.asarray(labels)[0])]) if len(labels) else None
+
+
 def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | Path, size: tuple[int, int] | None = None,
                  channels: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  scale: float | None = None, preset: str | None = None, kind: str | None = None,
                  color: str | None = None, resize: str | None = None, data: str | None = None,
                  data_root: str | None = None, samples: int | None = None, name: str | None = None,
-                 force: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path."""
+                 force: bool = False, formats: str | None = None, device: str | None = None,
+                 log: Callable[[str], None] = print) -> Path:
+    """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path.
+
+    formats "tflm" also targets TensorFlow Lite Micro from the int8 .tflite file (export/tflm_bundle.py);
+    `device` (an MCU profile) says whether it fits."""
     from .api import _check_out_dir, tool_versions
     from .module import input_spec
 
@@ -390,6 +433,7 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         raise EdgeCNNError("the imported files take different kinds of input ("
                            + ", ".join(f"{p.name}: {k}" for p, k in zip(paths, kinds)) + "); import them separately")
     kind = kinds[0]
+    tflm = _tflm_request(formats, device, paths, ios)
     normalization, note = "none", None
     if kind == "features":
         if image_flags:
@@ -427,9 +471,11 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
             f"std {spec['std']} ({normalization})")
 
     x = y = None
-    ds_name = split = None
+    ds_name = split = tflm_sample = None
     if data:
         x, y, ds_name, split = _eval_data(data, data_root, classes, kind, spec, samples)
+        if tflm and kind == "image":  # a real image for the generated main.cc
+            tflm_sample = _first_image(data, data_root, classes, spec, split)
     out = Path(out)
     source_sha = sha256_file(paths[0])
     _check_out_dir(out, source_sha, force, log)
@@ -472,7 +518,7 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         manifest = {
             "schema": SCHEMA, "name": name or out.name, "task": "classification", "classes": classes,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {"name": paths[0].stem, "params": None, "macs": None, "kwargs": {}},
+            "model": {"name": paths[0].stem, **_graph_counts(paths[0]), "kwargs": {}},
             "input": spec, "artifacts": artifacts,
             "source": {"checkpoint": None, "imported": [p.name for p in paths], "sha256": source_sha,
                        "dataset": ds_name, "accuracy": None, "labels_format": labels_format,
@@ -482,6 +528,13 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
                              "max_drop_points": None, "accuracy_measured": x is not None},
             "calibration": None, "samples": [], "tool_versions": tool_versions(),
         }
+        if tflm:
+            from .tflm import tflm_version
+            from .tflm_bundle import stage_tflm
+
+            manifest["tflm"] = stage_tflm(stage, manifest, x=x, y=y, dataset=ds_name, split=split, max_drop=1.0,
+                                          device=device, sample=tflm_sample, source=tflm, log=log)
+            manifest["tool_versions"]["tflite-micro"] = tflm_version()
         from .report import write_report
 
         write_report(stage, manifest)
