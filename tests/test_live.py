@@ -282,8 +282,8 @@ def test_camera_that_comes_late_and_comes_back(digits_bundle, jpegs, tmp_path):
     assert proc.returncode == 0, err
     summary = json.loads(report.read_text())
     assert summary["reconnects"] == 1
-    # outage: the 5 s before the camera (less the model's load) + the 8 s without it
-    assert 11 < summary["retry_seconds"] < 15.5, summary["retry_seconds"]
+    # outage: the 5 s before the camera (less the model's load, 0.5-3 s here) + the 8 s without it
+    assert 9.5 < summary["retry_seconds"] < 15.5, summary["retry_seconds"]
     assert 20 < summary["fps"] < 30 and summary["fps_wall"] < 12, summary
     assert not [r for r in json.loads("[" + ",".join(preds.read_text().splitlines()) + "]")
                 if gone + 0.5 < r["captured"] < back]  # nothing classified while it was gone
