@@ -216,7 +216,8 @@ def test_service_unit_passes_systemd_analyze_verify(tmp_path, capsys, user):
     # the command systemd will run is exactly the edgecnn run command line, quoting included
     argv = parse_exec_start(text)
     assert argv == [sys.executable, "-m", "edgecnn", "run", str(root / "current"), "--source",
-                    "http://cam.local:8080/video?x=1%20&y=$HOME", "--source", "0", "--headless", "--predictions",
+                    "http://cam.local:8080/video?x=1%20&y=$HOME", "--source", "0", "--headless", "--reconnect-timeout", "0",
+                    "--predictions",
                     str(root / "predictions.jsonl"), "--threads", "2", "--serve", "127.0.0.1:8090"]
 
 
