@@ -381,3 +381,18 @@ def test_predictions_file_rotates_by_size_and_keeps_n(digits_bundle, tmp_path):
     assert frames == list(range(120 - len(frames), 120)) and 40 < len(frames) < 120
     assert main(["run", str(digits_bundle), "--source", str(video), "--predictions", str(tmp_path / "no" / "p.jsonl"),
                  "--max-frames", "1"]) == 2
+
+
+def test_uri_dispatch_and_redaction():
+    """One dispatch names every kind of source; what the records and the API show has no password."""
+    from edgecnn.runtime.sources import SOURCE_KINDS, is_live_uri, redact_uri, source_kind
+
+    kinds = {uri: source_kind(uri).name for uri in ("0", "/dev/video2", "v4l2:///dev/video1", "csi://0",
+                                                     "picam://0", "rtsp://cam/x", "http://cam/x.mjpg", "clip.mp4",
+                                                     "file:///tmp/clip.mp4", "frames/*.png")}
+    assert kinds == {"0": "v4l2", "/dev/video2": "v4l2", "v4l2:///dev/video1": "v4l2", "csi://0": "csi",
+                     "picam://0": "picamera2", "rtsp://cam/x": "stream", "http://cam/x.mjpg": "stream",
+                     "clip.mp4": "file", "file:///tmp/clip.mp4": "file", "frames/*.png": "file"}
+    assert SOURCE_KINDS[-1].name == "file" and is_live_uri("rtsp://cam/x") and not is_live_uri("clip.mp4")
+    assert redact_uri("rtsp://admin:s3cr:et@10.0.0.5:554/h264") == "rtsp://admin:***@10.0.0.5:554/h264"
+    assert redact_uri("http://10.0.0.5/x.mjpg") == "http://10.0.0.5/x.mjpg"
