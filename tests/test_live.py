@@ -356,7 +356,7 @@ def test_two_cameras_share_one_model_and_are_reported_apart(digits_bundle, jpegs
     assert all(s["state"] == "live" and s["frames"] > 0 for s in stats["sources"]) and stats["age_ms"]["p50"] > 0
     summary = json.loads(report.read_text())
     by = {s["source"]: s for s in summary["sources"]}
-    assert by[a.url]["fps"] == pytest.approx(25, rel=0.2) and by[b.url]["fps"] == pytest.approx(12.5, rel=0.2), by
+    assert by[a.url]["fps"] == pytest.approx(25, rel=0.3) and by[b.url]["fps"] == pytest.approx(12.5, rel=0.3), by
     assert summary["fps"] == pytest.approx(by[a.url]["fps"] + by[b.url]["fps"])
     records = [json.loads(line) for line in preds.read_text().splitlines()]
     counts = {u: sum(r["source"] == u for r in records) for u in (a.url, b.url)}
