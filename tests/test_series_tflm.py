@@ -153,3 +153,24 @@ def test_an_arena_probe_that_crashes_tflm_reads_as_too_small(monkeypatch):
 
     monkeypatch.setattr(tflm, "_interpreter", crash)
     assert tflm._allocates(b"", 50) is False and tflm._allocates(b"", 150) is False and tflm._allocates(b"", 300)
+
+
+@pytest.mark.slow
+def test_prune_qat_and_their_exports_on_a_series_model(tmp_path):
+    """Structured pruning and QAT take cnn1d like an image CNN; their checkpoints export and verify."""
+    from conftest import run_cli
+
+    from edgecnn.train.checkpoint import read_checkpoint
+
+    data = f"ts:{_uea() / 'BasicMotions'}"
+    assert run_cli("train", "cnn1d", "--data", data, "--epochs", "40", "--out", tmp_path / "run") == 0
+    best = tmp_path / "run" / "best.pt"
+    assert run_cli("prune", best, "--ratio", "0.3", "--finetune-epochs", "5", "--out", tmp_path / "pruned") == 0
+    pruned = read_checkpoint(tmp_path / "pruned" / "pruned.pt")
+    assert pruned["metrics"]["test_acc"] >= 0.95 and pruned["structure"] is not None
+    assert run_cli("qat", best, "--qat-epochs", "2", "--out", tmp_path / "qat") == 0
+    for ckpt in (tmp_path / "pruned" / "pruned.pt", tmp_path / "qat" / "qat.pt"):
+        out = tmp_path / f"bundle-{ckpt.stem}"
+        assert run_cli("export", ckpt, "--formats", "onnx", "--int8", "--calib", data, "--out", out) == 0
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["input"]["kind"] == "series" and all(a["verified"]["accuracy"] >= 0.95 for a in m["artifacts"])
