@@ -56,7 +56,7 @@ def test_ts_loader_reads_multivariate_equal_and_unequal_length_archives():
     assert x.shape == (370, 12, 1, jv.length) and np.isfinite(x).all()
 
 
-def test_ts_missing_values_and_a_malformed_line(tmp_path):
+def test_ts_missing_values_and_a_malformed_line(tmp_path, capsys):
     text = (BASIC_MOTIONS / "BasicMotions_TRAIN.ts").read_text()
     head, data = text.split("@data\n", 1)
     rows = data.strip().splitlines()
@@ -79,6 +79,9 @@ def test_ts_missing_values_and_a_malformed_line(tmp_path):
     shutil.copy(BASIC_MOTIONS / "BasicMotions_TEST.ts", bad / "B_TEST.ts")
     with pytest.raises(EdgeCNNError, match="B_TRAIN.ts: not a valid .ts file"):
         load_dataset(f"ts:{bad}")
+    assert run_cli("train", "cnn1d", "--data", f"ts:{bad}", "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgecnn: error: ") and "B_TRAIN.ts: not a valid .ts file" in err[0]
 
 
 def _write_csv_recordings(root: Path, ds, split: str, count: int, drop_column_in: int | None = None) -> None:
