@@ -264,6 +264,10 @@ def test_profile_times_a_series_bundle_on_its_sample_windows(bm_bundle, tmp_path
     assert "bundle sample" in r["settings"]["input"] and "(8)" in r["settings"]["input"]  # the 8 CSV windows
     assert r["bundle"]["input"] == {"channels": 6, "height": 1, "width": 100}
     assert all(res["latency_ms"]["p50"] > 0 for res in r["results"])
+    tune = tmp_path / "tune.json"
+    assert run_cli("tune", bm_bundle, "--threads", "1", "--budget-s", "1", "--backend", "onnxruntime",
+                   "--report", tune, "--no-cache") == 0
+    assert "onnxruntime" in json.dumps(json.loads(tune.read_text()))
 
 
 def test_predict_series_on_a_device_without_torch_aeon_or_scipy(bm_bundle):
