@@ -56,7 +56,8 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
-def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: int, int8: bool = False) -> dict:
+def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: int, int8: bool = False,
+            lr: float = 1e-3) -> dict:
     """Train + export one builder in this process; returns the result record."""
     import torch
 
@@ -64,7 +65,7 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
 
     torch.set_num_threads(1)
     side = input_side(name, size)
-    rec: dict = {"name": name, "size": side, "small_input": False}
+    rec: dict = {"name": name, "size": side, "small_input": False, "lr": lr}
     run = out / "runs" / name
     buf = io.StringIO()
     t0 = time.perf_counter()
@@ -72,7 +73,7 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
         rc = cli(["train", name, "--data", "digits", "--epochs", "1", "--img-size", str(side), "--train-limit",
                   str(train_limit), "--threads", "1", "--out", str(run), "--overwrite", "--no-augment",
                   "--batch-size", "32", "--schedule", "cosine", "--optimizer", "adam",
-                  "--lr", "0.001"])
+                  "--lr", str(lr)])
     rec["train_s"] = round(time.perf_counter() - t0, 1)
     rec["train_peak_rss_mb"] = _peak_rss_mb()
     if rc not in (0, 3):  # 3: trained, but validation never left chance (one epoch): still exportable
@@ -131,13 +132,14 @@ def main() -> int:
     ap.add_argument("--reverse", action="store_true", help="largest first (a second process sharing OUT)")
     ap.add_argument("--table", action="store_true", help="print the markdown table of OUT/results.jsonl")
     ap.add_argument("--int8", action="store_true", help="also export and verify int8 ONNX + TFLite")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one builder in this process
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.jsonl"
     if a.one:
-        rec = run_one(a.one, out, a.size, a.train_limit, a.verify_samples, a.int8)
+        rec = run_one(a.one, out, a.size, a.train_limit, a.verify_samples, a.int8, a.lr)
         print("RESULT " + json.dumps(rec), flush=True)
         return 0
     sized = builders_by_size(a.max_params)
@@ -177,7 +179,7 @@ def main() -> int:
             try:
                 p = subprocess.run([sys.executable, __file__, "--out", str(out), "--size", str(a.size),
                                     "--train-limit", str(a.train_limit), "--verify-samples", str(a.verify_samples),
-                                    *(["--int8"] if a.int8 else []), "--one", name], capture_output=True, text=True, timeout=a.timeout, env=env)
+                                    *(["--int8"] if a.int8 else []), "--lr", str(a.lr), "--one", name], capture_output=True, text=True, timeout=a.timeout, env=env)
                 lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
                 rec = json.loads(lines[-1][7:]) if lines else {
                     "name": name, "size": input_side(name, a.size), "status": "crashed",
