@@ -67,8 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="wrap ONNX/TFLite classifier files made elsewhere into a verified bundle",
         description="Read each file's I/O (names, NCHW/NHWC layout, dtype, int8 quant params, class count, "
         "softmax at the end) from the file itself, check the class count against --labels, and with --data "
-        "measure every file's accuracy (and their agreement). Teachable Machine exports (model_unquant.tflite "
-        "/ model.tflite + labels.txt of '0 Name' lines) are recognized.",
+        "measure every file's accuracy (and their agreement). An integer input's quantization says the pixel "
+        "range (int8 scale 1 / zero point -128: raw 0..255 pixels); flags that contradict it are refused. "
+        "Inputs that are not images import as features (.npy arrays). Teachable Machine exports "
+        "(model_unquant.tflite / model.tflite + labels.txt of '0 Name' lines) are recognized.",
     )
     i.add_argument("files", nargs="+", metavar="FILE", help=".onnx or .tflite files of the same model")
     i.add_argument("--labels", required=True, help="class names, one per line (or Teachable Machine '0 Name')")
@@ -78,9 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: read from an integer input's quantization; float inputs 0, Teachable Machine 0.5)")
     i.add_argument("--std", type=float, nargs="+", help="per-channel std (default: from the quantization; float 1)")
     i.add_argument("--scale", type=float, help="pixel multiplier before --mean/--std (default 1/255)")
-    i.add_argument("--preset", choices=sorted(PRESET_NAMES), help="a named convention: teachable-machine, or a "
-                   "Keras applications family (keras-mobilenet: -1..1, keras-resnet/keras-vgg: BGR minus the "
-                   "ImageNet mean, keras-densenet: ImageNet mean/std, keras-efficientnet: raw 0..255, ...)")
+    i.add_argument("--preset", choices=sorted(PRESET_NAMES), metavar="NAME", help="a named convention: "
+                   "teachable-machine, or a Keras applications family (keras-mobilenet: -1..1, keras-resnet/"
+                   "keras-vgg: BGR minus the ImageNet mean, keras-densenet: ImageNet mean/std, keras-efficientnet: "
+                   f"raw 0..255); one of {', '.join(sorted(PRESET_NAMES))}")
     i.add_argument("--kind", choices=("image", "features"), help="what the input is (default: read from the "
                    "file: an image batch whose range is a pixel range, else features fed from .npy arrays)")
     i.add_argument("--color", choices=("RGB", "BGR", "GRAY"), help="channel order the model expects "

@@ -439,7 +439,11 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         if image_flags:
             raise EdgeCNNError(f"{', '.join(image_flags)}: image options, but the input is features "
                                f"(shape {ios[0]['in_shape']}); leave them out")
-        shapes = [[int(v) if v else 1 for v in io["in_shape"][1:]] for io in ios]
+        for p, io in zip(paths, ios):
+            if not io["in_shape"][1:] or any(not v or v < 1 for v in io["in_shape"][1:]):
+                raise EdgeCNNError(f"{p}: features input shape {io['in_shape']} is dynamic or empty beyond the "
+                                   "batch; a features bundle needs the file's fixed sample shape")
+        shapes = [[int(v) for v in io["in_shape"][1:]] for io in ios]
         if any(s != shapes[0] for s in shapes):
             raise EdgeCNNError("the imported files take different input shapes: "
                                + ", ".join(f"{p.name}: {s}" for p, s in zip(paths, shapes)))
