@@ -98,6 +98,16 @@ def test_basicmotions_default_run_through_tflite_int8_and_tflm(tmp_path):
     assert "#define EDGECNN_WINDOW_LENGTH 100" in io_h and "#define EDGECNN_WINDOW_CHANNELS 6" in io_h
     if ARM_GXX:
         subprocess.run([ARM_GXX, *M4_FLAGS, "-c", out / "tflm" / "model_data.cc", "-o", tmp_path / "md.o"], check=True)
+        from test_tflm import ARM_SIZE, _tflm_include_dirs
+
+        if _tflm_include_dirs() and ARM_SIZE:  # main.cc against the TFLM headers (EDGECNN_TFLM_ROOT)
+            inc = [a for d in [str(out / "tflm"), *_tflm_include_dirs()] for a in ("-I", d)]
+            subprocess.run([ARM_GXX, *M4_FLAGS[:-1], "-std=c++17", "-fno-exceptions", "-fno-rtti",
+                            "-DTF_LITE_STATIC_MEMORY", *inc, "-c", out / "tflm" / "main.cc", "-o", tmp_path / "main.o"],
+                           check=True)
+            bss = int(subprocess.run([ARM_SIZE, tmp_path / "main.o"], check=True, capture_output=True,
+                                     text=True).stdout.splitlines()[1].split()[2])
+            assert bss >= t["arena_bytes"]  # the arena is static RAM
 
 
 @pytest.mark.slow
