@@ -145,19 +145,6 @@ def default_input_spec(ds: Dataset, size: int, resize: str = "stretch") -> dict:
     }
 
 
-def series_input_spec(ds: Dataset) -> dict:
-    """The manifest `input` block for a series dataset: per-channel (per-feature) mean/std of its training split."""
-    spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * ds.channels, [1.0] * ds.channels,
-                       ds.sample_rate)
-    if ds.frontend:
-        n = feature_count(ds.frontend)
-        spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * n, [1.0] * n, ds.sample_rate, ds.frontend)
-        mean, std = fit_normalization(ds.split("train")[0], spec)
-    else:
-        mean, std = list(ds.mean), list(ds.std)
-    return series_spec(ds.channels, int(ds.length or 1), mean, std, ds.sample_rate, ds.frontend)
-
-
 def preprocessed(ds: Dataset, split: str, spec: dict, limit: int | None = None,
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(float32 NCHW, int64 labels) of a split, preprocessed exactly as the runtime does.
@@ -446,3 +433,16 @@ def load_folder(path: str | os.PathLike, classes: list[str] | None = None, chann
         splits={k: (ImageFiles(p, channels), np.asarray(lab, dtype=np.int64)) for k, (p, lab) in parts.items()},
         flat=not presplit,
     )
+
+
+def series_input_spec(ds: Dataset) -> dict:
+    """The manifest `input` block for a series dataset: per-channel (per-feature) mean/std of its training split."""
+    spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * ds.channels, [1.0] * ds.channels,
+                       ds.sample_rate)
+    if ds.frontend:
+        n = feature_count(ds.frontend)
+        spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * n, [1.0] * n, ds.sample_rate, ds.frontend)
+        mean, std = fit_normalization(ds.split("train")[0], spec)
+    else:
+        mean, std = list(ds.mean), list(ds.std)
+    return series_spec(ds.channels, int(ds.length or 1), mean, std, ds.sample_rate, ds.frontend)

@@ -303,3 +303,4 @@ def _series_dataset(name: str, classes: list[str], channels: int, length: int, s
     return Dataset(name=name, classes=list(classes), channels=channels, mean=tuple(mean), std=tuple(std),
                    natural=False, splits=splits, flat=flat, kind="series", length=length,
                    sample_rate=sample_rate, frontend=frontend)
+
