@@ -175,6 +175,11 @@ def test_features_models_import_as_features_and_classify_from_npy(tmp_path, caps
     out4 = import_model([FOREIGN / "letters_4d_int8.tflite"], tmp_path / "l4", labels=FOREIGN / "letters_labels.txt",
                         log=lambda s: None)
     assert json.loads((out4 / "manifest.json").read_text())["input"]["shape"] == [4, 4, 1]
+    # The keyword-spotting case: [1, 49, 10, 1] int8, scale 0.588 / zero point 76, is not a grey image.
+    (tmp_path / "kws.txt").write_text("".join(f"word{i}\n" for i in range(12)))
+    kws = import_model([FOREIGN / "profile_kws_dscnn.tflite"], tmp_path / "kws", labels=tmp_path / "kws.txt",
+                       log=lambda s: None)
+    assert json.loads((kws / "manifest.json").read_text())["input"] == {"kind": "features", "shape": [49, 10, 1]}
     with pytest.raises(EdgeCNNError, match=r"represents \[-4.745, 4.783\], not a pixel range edgecnn knows"):
         import_model([FOREIGN / "letters_4d_int8.tflite"], tmp_path / "no", labels=FOREIGN / "letters_labels.txt",
                      kind="image", log=lambda s: None)
