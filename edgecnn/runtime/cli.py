@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true",
                    help="play a video file or image folder again from the start at its end (e.g. a soak test)")
     p.add_argument("--report", metavar="PATH.json", default=None, help="write the run summary as JSON")
+    from .series_cli import add_series_args
+
+    add_series_args(p)
     p.set_defaults(func=cmd_run)
 
     c = sub.add_parser("classify", help="classify image files with a bundle",
@@ -157,6 +160,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = _apply_device_profile(args)
     if args.source is None:
         raise EdgeCNNError("--source is required (a camera index, /dev/videoN, csi://0, a video, a folder, a URL)")
+    from .series_cli import run_if_series
+
+    status = run_if_series(args, profile, _open_classifier, _sigterm_as_interrupt)  # series bundles run there
+    if status is not None:
+        return status
     width, height = _size(args.size)
     opts = RunOptions(
         source=str(args.source), top_k=args.top_k, headless=args.headless, save=args.save, serve=args.serve,
