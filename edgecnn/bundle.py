@@ -14,6 +14,8 @@ Manifest fields (see `validate_manifest` for the exact rules):
     model:  {name, params, macs, kwargs}
     input:  {height, width, channels (1|3), color ("GRAY"|"RGB"|"BGR"), resize ("stretch"|"center_crop"),
              interpolation ("area"|"linear"), scale (multiplier to [0,1]), mean[list], std[list]}
+            or, for sensor/audio windows, {kind: "series", channels, length, sample_rate, mean, std,
+             layout: "NC1T", frontend} (edgecnn/series.py; image blocks have no kind or kind "image")
     artifacts: [{file, format ("onnx"|"tflite"), precision ("fp32"|"fp16"|"int8"),
                  layout ("NCHW"|"NHWC"), sha256, size_bytes,
                  input:  {name, dtype ("float32"|"float16"|"int8"|"uint8"), quant {scale, zero_point}|null},
@@ -42,6 +44,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import EdgeCNNError
+from .series import KIND as KIND_SERIES
+from .series import validate_series_input
 from .utils import atomic_write_json, atomic_write_text, sha256_file
 
 SCHEMA = "edgecnn.bundle/1"
@@ -142,6 +146,12 @@ def check_relative_path(file: str, where: str) -> None:
 
 
 def _validate_input(inp: dict, w: str) -> None:
+    kind = inp.get("kind", "image")
+    if kind == KIND_SERIES:
+        validate_series_input(inp, w)
+        return
+    if kind != "image":
+        raise _fail(w, f"kind must be image|series, got {kind!r}")
     for k in ("height", "width"):
         v = _require(inp, k, w, int)
         if not 1 <= v <= MAX_INPUT_SIDE:

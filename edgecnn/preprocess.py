@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgeCNNError
+from .series import is_series, model_shape
 
 try:  # OpenCV is part of every device extra; keep the import error readable if it is missing.
     import cv2
@@ -170,6 +171,9 @@ def resize(arr: np.ndarray, height: int, width: int, policy: str, interpolation:
 
 def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
     """Turn one image into the model's float32 CHW input, following a manifest `input` block."""
+    if is_series(spec):
+        raise EdgeCNNError(f"this bundle classifies series windows ({spec['length']} samples x {spec['channels']} "
+                           "channels), not images: use predict_series(window) / a csv:, wav: or serial: source")
     arr, order = to_uint8_image(image, color_order, layout)
     if spec["color"] == "RGB" and arr.ndim == 3 and arr.shape[2] == 3:
         # A large camera frame is shrunk first, on uint8, and its channels swapped after: resizing
@@ -188,6 +192,13 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     mean = np.asarray(spec["mean"], np.float32)[:, None, None]
     std = np.asarray(spec["std"], np.float32)[:, None, None]
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def model_input_shape(spec: dict) -> tuple[int, int, int]:
+    """The model's per-sample float32 input (C, H, W) for any manifest `input` block (image or series)."""
+    if is_series(spec):
+        return model_shape(spec)
+    return int(spec["channels"]), int(spec["height"]), int(spec["width"])
 
 
 def preprocess_batch(images: list, spec: dict, color_order: str = "BGR") -> np.ndarray:

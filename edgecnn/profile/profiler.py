@@ -25,7 +25,7 @@ import numpy as np
 from ..bundle import Artifact, Bundle
 from ..errors import EdgeCNNError
 from ..labels import config_label, threads_label
-from ..preprocess import load_image, preprocess
+from ..preprocess import load_image, model_input_shape, preprocess
 from ..runtime.backends import (
     BACKENDS,
     FORMAT_OF,
@@ -143,7 +143,7 @@ def bundle_inputs(bundle: Bundle, batch: int) -> tuple[np.ndarray, str]:
         with np.load(calib) as z:
             data = z["x"].astype(np.float32)
         return data[np.arange(batch) % len(data)], "calib.npz"
-    shape = (batch, spec["channels"], spec["height"], spec["width"])
+    shape = (batch, *model_input_shape(spec))
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32), "random normal (no samples in bundle)"
 
 

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeCNNError
+from ..preprocess import model_input_shape
 from ..utils import first_line
 
 
 def expected_input_shape(input_spec: dict, layout: str) -> tuple[int, int, int]:
     """The manifest's per-sample input shape in the artifact's layout (no batch dimension)."""
-    c, h, w = int(input_spec["channels"]), int(input_spec["height"]), int(input_spec["width"])
+    c, h, w = model_input_shape(input_spec)
     return (h, w, c) if layout == "NHWC" else (c, h, w)
 
 
@@ -41,7 +42,7 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
             )
     elif shape is not None and len(shape) != 4:
         raise EdgeCNNError(f"{file}: the model's input has shape {tuple(shape)}, not a 4-D image batch")
-    c, h, w = int(input_spec["channels"]), int(input_spec["height"]), int(input_spec["width"])
+    c, h, w = model_input_shape(input_spec)
     probe = np.zeros((1, c, h, w), np.float32)
     try:
         logits = backend.infer(probe)
@@ -62,7 +63,7 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
 
 def check_preprocessed(x: Any, input_spec: dict, batched: bool) -> np.ndarray:
     """A caller's already-preprocessed input: float CHW (or NCHW when `batched`), finite; else one line."""
-    c, h, w = int(input_spec["channels"]), int(input_spec["height"]), int(input_spec["width"])
+    c, h, w = model_input_shape(input_spec)
     want = f"{'N x ' if batched else ''}{c} x {h} x {w}"
     arr = np.asarray(x)
     if batched and arr.ndim == 3:

@@ -25,6 +25,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
 from ..preprocess import preprocess, softmax
+from ..series import is_series, preprocess_series
 from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
 from .tune import choose
@@ -124,6 +125,24 @@ class Classifier:
         """
         t0 = time.perf_counter()
         x = preprocess(image, self.input_spec, color_order, layout=layout)[None]
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return Prediction(tops[0], probs[0], timings)
+
+    def predict_series(self, window: Any) -> Prediction:
+        """Classify one window of a series bundle: samples x channels, shape (T, C) or (T,) for one channel.
+
+        Preprocessing is `edgecnn.series.preprocess_series` with the manifest's input block (padding or
+        cutting to its length, standardization, the audio front end), as at training and export.
+        """
+        if not is_series(self.input_spec):
+            raise EdgeCNNError(f"{self.bundle.name} is an image bundle: use predict(image), not predict_series")
+        t0 = time.perf_counter()
+        x = preprocess_series(window, self.input_spec)[None]
         t1 = time.perf_counter()
         logits = self.backend.infer(x)
         t2 = time.perf_counter()

@@ -50,7 +50,7 @@ from .. import __version__
 from ..bundle import MANIFEST, Bundle
 from ..errors import EdgeCNNError
 from ..labels import config_label
-from ..preprocess import load_image, preprocess
+from ..preprocess import load_image, model_input_shape, preprocess
 from ..threads import candidate_threads, runtime_threads, sweep_threads
 from ..utils import atomic_write_json, cache_dir, sha256_file
 from .backends import (
@@ -282,7 +282,7 @@ def sample_inputs(bundle: Bundle, limit: int = 1) -> np.ndarray:
             images += list(z["x"][: limit - len(images)].astype(np.float32))
     if images:
         return np.stack(images).astype(np.float32)
-    shape = (limit, spec["channels"], spec["height"], spec["width"])
+    shape = (limit, *model_input_shape(spec))
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
