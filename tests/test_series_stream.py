@@ -139,7 +139,6 @@ def test_realtime_file_is_paced_at_its_sample_rate(stream_csv):
 
 
 def test_serial_source_reads_a_recording_through_a_pseudo_terminal(stream_csv):
-    pytest.importorskip("serial", reason="pyserial (series extra)")
     _, samples = stream_csv
     rec = samples[:600]
     master, slave = os.openpty()
@@ -173,7 +172,6 @@ def test_serial_source_reads_a_recording_through_a_pseudo_terminal(stream_csv):
 
 
 def test_serial_port_that_does_not_exist_is_one_line():
-    pytest.importorskip("serial", reason="pyserial (series extra)")
     with pytest.raises(EdgeCNNError, match="cannot open serial port /dev/ttyNOPE0"):
         SeriesSource("serial:///dev/ttyNOPE0?baud=9600", 6, 100, 10)
     with pytest.raises(EdgeCNNError, match="baud must be a positive integer"):
@@ -197,7 +195,7 @@ def test_microphone_without_an_input_device_is_one_line():
 
 
 def test_wav_at_another_sample_rate_needs_resample(tmp_path, recordings):
-    sf = pytest.importorskip("soundfile", reason="soundfile (series extra)")
+    import soundfile as sf
     x, _ = recordings
     # A real signal as audio: the accelerometer's x axis of all recordings, scaled into [-1, 1].
     audio = np.concatenate([r[0] for r in x])

@@ -142,10 +142,13 @@ class SeriesRenderer:
             record["gap"] = True
         keep = True
         for sink in self.sinks:
+            if isinstance(sink, JsonLinesSink):
+                keep = sink.write(None, record) and keep
+                continue
             image = None
             if sink.wants_image:  # the dashboard, while watched: a plot of the window with its top-k
                 image = draw_overlay(series_image(window.samples), top, self.rate_ema, ms)
-            keep = sink.write(image, {**record, "frame": window.index}) and keep
+            keep = sink.write(image, {**record, "frame": window.index}) and keep  # the page's item number
         t4 = time.perf_counter()
         ms["render"] = 1e3 * (t4 - t3)
         ms["total"] = sum(ms.values())

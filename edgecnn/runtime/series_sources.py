@@ -186,7 +186,7 @@ class _WavReader:
         try:
             import soundfile
         except (ImportError, OSError):
-            raise EdgeCNNError("wav: needs soundfile: pip install 'edgecnn[series]'") from None
+            raise EdgeCNNError("wav: needs soundfile: pip install 'edgecnn[stream]'") from None
         self.path = path
         self.channels = channels
         if not Path(path).is_file():
@@ -245,7 +245,7 @@ class _SerialReader:
         try:
             import serial
         except ImportError:
-            raise EdgeCNNError("serial:// needs pyserial: pip install 'edgecnn[series]'") from None
+            raise EdgeCNNError("serial:// needs pyserial: pip install 'edgecnn[stream]'") from None
         self._serial = serial
         self.url, self.baud, self.channels = url, baud, channels
         self.describe = f"serial {url} at {baud} baud"
@@ -332,7 +332,7 @@ class _MicReader:
         try:
             import sounddevice
         except (ImportError, OSError) as e:  # OSError: the PortAudio library itself is missing
-            raise EdgeCNNError(f"mic:// needs sounddevice and the PortAudio library (pip install 'edgecnn[series]'; "
+            raise EdgeCNNError(f"mic:// needs sounddevice and the PortAudio library (pip install 'edgecnn[stream]'; "
                                f"apt install libportaudio2): {e}") from None
         if sample_rate is None:
             raise EdgeCNNError("mic:// needs a sample rate, and the bundle records none")
