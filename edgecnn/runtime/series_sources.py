@@ -4,7 +4,8 @@
     csv:FILE?columns=ax,ay,az            header row; `columns` picks channels by header name or 0-based index
     wav:FILE                             a WAV (or any libsndfile) recording, through soundfile
     serial:///dev/ttyUSB0?baud=115200    a sensor that prints one sample a line ("1.0,2.0,3.0", or separated by
-                                         spaces, tabs or ';'), through pyserial (`serial://` + any pyserial URL)
+                                         spaces, tabs or ';'), through pyserial (`serial://` + any pyserial URL);
+                                         the first line after opening (maybe the tail of one) is dropped
     mic://  mic://DEVICE                 a microphone through PortAudio (sounddevice); DEVICE: index or name
 
 `SlidingWindows` cuts the samples (n, C) into windows of the manifest's `length` every `hop` samples;
@@ -259,7 +260,7 @@ class _SerialReader:
         except (self._serial.SerialException, OSError, ValueError) as e:
             raise EdgeCNNError(f"cannot open serial port {self.url}: {e}") from None
         self._pending = b""
-        self._first = True  # the first line may begin mid-line: skipped quietly if unreadable
+        self._first = True  # the first line may begin mid-line: always dropped
         return port
 
     def read(self) -> np.ndarray | None:
@@ -281,11 +282,11 @@ class _SerialReader:
             text = raw.decode("ascii", "replace").strip()
             if not text or text.startswith("#"):
                 continue
+            if self._first:  # opening flushed the port: the first line may be the tail of one, even if it parses
+                self._first = False
+                continue
             values = self._parse(text)
-            first, self._first = self._first, False
             if values is None:
-                if first:
-                    continue
                 self.skipped += 1
                 self.bad_lines += 1
                 if self.bad_lines >= MAX_BAD_LINES:
