@@ -152,7 +152,8 @@ def _one_line(capsys, *args) -> str:
     return err
 
 
-def test_bad_input_is_one_line_and_exit_2(bm_stream_bundle, bm_stream, digits_bundle, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(bm_stream_bundle, bm_stream, tmp_path, capsys):
+    digits_bundle = REPO / "export" / "lenet5-digits"  # the image bundle shipped in the repository
     path, _, samples = bm_stream
     lines = path.read_text().splitlines()
     short = tmp_path / "short.csv"
