@@ -54,7 +54,7 @@ def at_segment_ends(records: list[dict], key: str, segments: int) -> list[str | 
     return out
 
 
-def timeline(records: list[dict], truth: list[str], classes: list[str], path: Path, title: str) -> None:
+def timeline(records: list[dict], truth: list[str], classes: list[str], hop: int, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,9 +66,9 @@ def timeline(records: list[dict], truth: list[str], classes: list[str], path: Pa
         ax.broken_barh([(k * SEGMENT / 10, SEGMENT / 10)], (2.1, 0.8), color=colors[t])
     for r in records:
         end = r["samples"][1] / 10
-        ax.broken_barh([(end - 2.5, 2.5)], (1.1, 0.8), color=colors[r["top"][0]["label"].lower()])
+        ax.broken_barh([(end - hop / 10, hop / 10)], (1.1, 0.8), color=colors[r["top"][0]["label"].lower()])
         if r["smoothed"]["label"]:
-            ax.broken_barh([(end - 2.5, 2.5)], (0.1, 0.8), color=colors[r["smoothed"]["label"].lower()])
+            ax.broken_barh([(end - hop / 10, hop / 10)], (0.1, 0.8), color=colors[r["smoothed"]["label"].lower()])
         if r["detected"]:
             ax.plot([end], [-0.25], marker="^", color=colors[r["detected"].lower()], markersize=5)
     ax.set_yticks([2.5, 1.5, 0.5, -0.25], ["recording", "window top-1", "smoothed", "detections"])
@@ -127,7 +127,7 @@ def main() -> None:
                 results["runs"].append(row)
                 print(json.dumps(row), flush=True)
                 if seed == args.seeds[0] and i == 0:
-                    timeline(records, truth, classes, args.out / "timeline.png",
+                    timeline(records, truth, classes, hop, args.out / "timeline.png",
                              f"cnn1d seed {seed}, windows of 100 samples every {hop}, mean of {average}: "
                              f"{row['smoothed_right']}/{len(truth)} recordings right at their end")
     results["machine"] = f"{os.cpu_count()} CPUs"
