@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgeCNNError
-from .series import is_series, model_shape
+from .series import is_series, model_shape, preprocess_series
 
 try:  # OpenCV is part of every device extra; keep the import error readable if it is missing.
     import cv2
@@ -194,11 +194,41 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
+def load_sample(path: str, spec: dict) -> Any:
+    """A bundle's sample file: an image (PNG), or for a series bundle a CSV window (samples x channels)."""
+    if is_series(spec):
+        try:
+            return np.loadtxt(str(path), delimiter=",", ndmin=2)
+        except (OSError, ValueError) as e:
+            raise EdgeCNNError(f"cannot read the series sample {_shown(path)} ({e})") from None
+    return load_image(str(path))
+
+
+def preprocess_item(item: Any, spec: dict, color_order: str = "BGR") -> np.ndarray:
+    """One dataset item -> float32 model input: `preprocess` for images, `preprocess_series` for series."""
+    if is_series(spec):
+        return preprocess_series(item, spec)
+    return preprocess(item, spec, color_order)
+
+
 def model_input_shape(spec: dict) -> tuple[int, int, int]:
     """The model's per-sample float32 input (C, H, W) for any manifest `input` block (image or series)."""
     if is_series(spec):
         return model_shape(spec)
     return int(spec["channels"]), int(spec["height"]), int(spec["width"])
+
+
+def describe_input(spec: dict) -> str:
+    """One line for reports: what the model takes and how it is normalized."""
+    if is_series(spec):
+        c, _, t = model_shape(spec)
+        rate = f" at {spec['sample_rate']:g} Hz" if spec.get("sample_rate") else ""
+        fe = spec.get("frontend")
+        head = (f"series window of {spec['length']} samples x {spec['channels']} channel(s){rate}"
+                + (f", {fe['type']} front end -> {c} features x {t} frames" if fe else ""))
+        return (f"{head}; model input [N, {c}, 1, {t}] (layout NC1T); mean {spec['mean']}, std {spec['std']}")
+    return (f"{spec['channels']}x{spec['height']}x{spec['width']} {spec['color']}, resize {spec['resize']} "
+            f"({spec['interpolation']}), x*{spec['scale']:.6g}, mean {spec['mean']}, std {spec['std']}")
 
 
 def preprocess_batch(images: list, spec: dict, color_order: str = "BGR") -> np.ndarray:

@@ -16,11 +16,16 @@ KNOWN_PARAMS = {
     "mobilenet_v2": 3_504_872 - 1_281_000 + 12_810,
     "mobilenet_v3_small": 2_542_856 - 1_025_000 + 10_250,
     "resnet18": 11_689_512 - 513_000 + 5_130,
+    # 1-D CNNs (1xk kernels), conv weights + BN + head: cnn1d 6x32x7 + 32x64x5 + 64x64x3 + BN 2x(32+64+64) + 64x10+10;
+    # dscnn 10x64x5 + 4x(64x3 + 64x64) + BN 9x2x64 + 64x10+10
+    "cnn1d": 1_344 + 10_240 + 12_288 + 320 + 650,  # 6 input channels
+    "dscnn": 3_200 + 4 * (192 + 4_096) + 1_152 + 650,  # 10 input channels
 }
+SERIES = ("cnn1d", "dscnn")
 
 
 def _channels(name: str) -> int:
-    return 1 if name == "lenet5" else 3
+    return {"lenet5": 1, "cnn1d": 6, "dscnn": 10}.get(name, 3)
 
 
 def test_registry_lists_every_architecture():
@@ -32,7 +37,18 @@ def test_param_counts_match_the_architecture(name):
     assert count_params(build_model(name, 10, _channels(name))) == KNOWN_PARAMS[name]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", SERIES)
+def test_series_models_take_any_window_length(name):
+    """[N, C, 1, T] in, logits out, for short (JapaneseVowels-like) and long windows; 1 x k kernels only."""
+    model = build_model(name, 5, _channels(name)).eval()
+    with torch.no_grad():
+        for t in (8, 26, 100, 1000):
+            assert model(torch.randn(2, _channels(name), 1, t)).shape == (2, 5)
+    assert all(m.kernel_size[0] == 1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert MODELS[name].kind == "series"
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - set(SERIES)))
 def test_forward_small_input_and_full_size(name):
     torch.manual_seed(0)
     c = _channels(name)

@@ -83,3 +83,31 @@ def test_frontend_steps_match_scipy_and_a_pure_tone_lands_in_its_mel_band():
     assert model_input_shape(spec) == (10, 1, 49) and preprocess_series(tone, spec).shape == (10, 1, 49)
     with pytest.raises(EdgeCNNError, match="fmax"):
         series_spec(1, sr, np.zeros(10), np.ones(10), sample_rate=sr, frontend=dict(FRONTEND_DEFAULTS, fmax=9000.0))
+
+
+def test_frontend_equals_librosa_on_a_real_recording():
+    """The numpy front end against librosa (HTK mel, no filter normalization, power spectrogram) on a real
+    signal: BasicMotions' accelerometer x-axis, the 40 training cases strung together and read as audio."""
+    librosa = pytest.importorskip("librosa")
+    aeon_datasets = pytest.importorskip("aeon.datasets")
+    from pathlib import Path
+
+    from edgecnn.data import load_dataset
+
+    ds = load_dataset(f"ts:{Path(aeon_datasets.__file__).parent / 'data' / 'BasicMotions'}")
+    y = np.concatenate([x[:, 0] for x in ds.split("train")[0]] * 4)  # 16,000 samples
+    y = y / np.abs(y).max()
+    sr, fe = 16000, dict(FRONTEND_DEFAULTS, type="logmel")
+    win, hop, n_fft = 640, 320, fe["n_fft"]
+    ref = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop, win_length=win, window="hann",
+                                         center=False, power=2.0, n_mels=fe["n_mels"], fmin=fe["fmin"],
+                                         fmax=fe["fmax"], htk=True, norm=None)
+    np.testing.assert_allclose(mel_filterbank(sr, n_fft, 40, 20.0, 4000.0).T,
+                               librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=40, fmin=20.0, fmax=4000.0, htk=True,
+                                                   norm=None), rtol=1e-6, atol=1e-9)
+    # librosa centres the win-sample window inside its n_fft frame: the same samples start (n_fft - win) / 2 later
+    ours = features(y[(n_fft - win) // 2:], fe, sr)[:, : ref.shape[1]]
+    np.testing.assert_allclose(ours, np.log(ref + fe["log_offset"]), rtol=1e-6, atol=1e-6)
+    mfcc = features(y[(n_fft - win) // 2:], dict(fe, type="mfcc"), sr)[:, : ref.shape[1]]
+    ref_mfcc = librosa.feature.mfcc(S=np.log(ref + fe["log_offset"]), n_mfcc=10, dct_type=2, norm="ortho")
+    np.testing.assert_allclose(mfcc, ref_mfcc, rtol=1e-6, atol=1e-6)

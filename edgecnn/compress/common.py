@@ -33,7 +33,9 @@ def checkpoint_dataset(ckpt: dict, data: str | None, data_root: str | None) -> D
 def example_input(ckpt: dict, batch: int = 2) -> torch.Tensor:
     """A real-shaped (N, C, H, W) input for tracing, from the checkpoint's input spec."""
     spec = ckpt["input"]
-    return torch.randn(batch, int(spec["channels"]), int(spec["height"]), int(spec["width"]))
+    from ..preprocess import model_input_shape
+
+    return torch.randn(batch, *model_input_shape(spec))
 
 
 def finetune_hyperparameters(ckpt: dict, lr: float | None = None) -> dict[str, Any]:

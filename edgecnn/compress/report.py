@@ -87,7 +87,9 @@ def compare_models(models: dict[str, tuple[nn.Module, dict]], ds, *, threads: in
     first_ckpt = next(iter(models.values()))[1]
     spec = first_ckpt["input"]
     x, _ = test_arrays(ds, spec, limit=8)
-    shape = (int(spec["channels"]), int(spec["height"]), int(spec["width"]))
+    from ..preprocess import model_input_shape
+
+    shape = model_input_shape(spec)
     rows, paths = [], {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-compress-") as tmp:
         for name, (model, ckpt) in models.items():

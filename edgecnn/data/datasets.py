@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import EdgeCNNError
-from ..preprocess import preprocess
+from ..preprocess import preprocess_item
 
 ASSETS = Path(__file__).parent / "assets"
 SPLITS = ("train", "val", "test")
@@ -37,6 +37,12 @@ class Dataset:
     natural: bool  # natural images: horizontal flip is a valid augmentation (not for digits/clothes text)
     splits: dict[str, tuple[Sequence[np.ndarray], np.ndarray]] = field(repr=False)
     flat: bool = False  # a folder of class subfolders that edgecnn split itself (70/10/20)
+    # "series": items are float (t, C) windows, not images (edgecnn/data/series.py); then `length`
+    # (samples per window), `sample_rate` (Hz or None) and `frontend` (audio features or None) apply.
+    kind: str = "image"
+    length: int | None = None
+    sample_rate: float | None = None
+    frontend: dict | None = None
 
     def split(self, name: str) -> tuple[Sequence[np.ndarray], np.ndarray]:
         """The images and labels of one split; "all" = every split together (train, val, test order)."""
@@ -55,6 +61,8 @@ class Dataset:
 
 
 def _concat(images: list[Sequence[np.ndarray]]) -> Sequence[np.ndarray]:
+    if images and any(isinstance(i, list) for i in images):  # series windows (possibly unequal lengths)
+        return [x for i in images for x in i]
     if images and all(isinstance(i, ImageFiles) for i in images):
         return ImageFiles([p for i in images for p in i.paths], images[0].channels)  # type: ignore[attr-defined]
     return np.concatenate([np.asarray(i) for i in images]) if images else np.zeros((0, 1, 1), np.uint8)
@@ -120,7 +128,11 @@ def load_digits() -> Dataset:
 
 
 def default_input_spec(ds: Dataset, size: int, resize: str = "stretch") -> dict:
-    """The manifest `input` block a model trained on `ds` at `size` x `size` uses."""
+    """The manifest `input` block a model trained on `ds` at `size` x `size` uses (series: `size` unused)."""
+    if ds.kind == "series":
+        from .series import series_input_spec
+
+        return series_input_spec(ds)
     return {
         "height": int(size),
         "width": int(size),
@@ -145,7 +157,7 @@ def preprocessed(ds: Dataset, split: str, spec: dict, limit: int | None = None,
     if limit is not None and limit < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=limit, replace=False))
     order = "RGB"  # dataset arrays are RGB (or greyscale)
-    x = np.stack([preprocess(images[i], spec, color_order=order) for i in idx])
+    x = np.stack([preprocess_item(images[i], spec, color_order=order) for i in idx])
     return x, np.asarray(labels)[idx].astype(np.int64)
 
 

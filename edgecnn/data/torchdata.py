@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms import v2
 
-from ..preprocess import preprocess
+from ..preprocess import model_input_shape, preprocess_item
 from .datasets import Dataset
 
 # Preprocessed splits up to this size are computed once and kept in memory (small images);
@@ -40,6 +40,27 @@ class _PixelJitter(nn.Module):
         return (self.jitter(pixels) - self.mean) / self.std
 
 
+class SeriesJitter(nn.Module):
+    """Augmentation of a standardized series window [C, 1, T]: amplitude x U(1 - scale, 1 + scale), a time
+    shift of up to `shift` x T samples (the gap filled with 0, the channel mean) and Gaussian noise."""
+
+    def __init__(self, scale: float = 0.2, shift: float = 0.1, noise: float = 0.05):
+        super().__init__()
+        self.scale, self.shift, self.noise = scale, shift, noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[-1]
+        x = x * (1.0 + self.scale * (2 * torch.rand(()) - 1))
+        k = int(torch.randint(-int(self.shift * t), int(self.shift * t) + 1, ()))
+        if k:
+            x = torch.roll(x, k, dims=-1)
+            if k > 0:
+                x[..., :k] = 0
+            else:
+                x[..., k:] = 0
+        return x + self.noise * torch.randn_like(x)
+
+
 def train_augmentation(ds: Dataset, input_spec: dict, num_train: int | None = None) -> v2.Transform:
     """The standard augmentation for this kind of data, on a normalized CHW float tensor.
 
@@ -51,6 +72,8 @@ def train_augmentation(ds: Dataset, input_spec: dict, num_train: int | None = No
     a small random affine (flipping a '2' or a shoe's text is not the same class).
     Padding is filled with the normalized value of a black pixel, as the pixel-space transform would.
     """
+    if input_spec.get("kind") == "series":
+        return SeriesJitter()
     fill = [float(-m / s) for m, s in zip(input_spec["mean"], input_spec["std"])]
     size = (input_spec["height"], input_spec["width"])
     if ds.natural and num_train is not None and num_train <= SMALL_NATURAL_SET:
@@ -76,14 +99,14 @@ class PreprocessedSplit(TorchDataset):
         self.labels = torch.as_tensor(np.asarray(labels)[self.indices], dtype=torch.int64)
         self.spec = input_spec
         self.transform = train_augmentation(ds, input_spec, len(self.indices)) if augment else None
-        item_bytes = 4 * input_spec["channels"] * input_spec["height"] * input_spec["width"]
+        item_bytes = 4 * int(np.prod(model_input_shape(input_spec)))
         self.cache: torch.Tensor | None = None
         if len(self.indices) * item_bytes <= CACHE_LIMIT_BYTES:
             self.cache = torch.from_numpy(np.stack([self._preprocess(i) for i in self.indices])) \
                 if len(self.indices) else torch.zeros(0)
 
     def _preprocess(self, index: int) -> np.ndarray:
-        return preprocess(self.images[int(index)], self.spec, color_order="RGB")
+        return preprocess_item(self.images[int(index)], self.spec, color_order="RGB")
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -20,6 +20,7 @@ import numpy as np
 from ..bundle import MANIFEST, SCHEMA, Artifact, artifact_record, write_manifest
 from ..data import load_dataset, preprocessed
 from ..errors import EdgeCNNError
+from ..preprocess import model_input_shape
 from ..utils import atomic_write_bytes, sha256_file, staged_directory
 
 FORMATS = ("onnx", "tflite", "tensorrt", "tflm")
@@ -81,8 +82,8 @@ def _check_out_dir(out: Path, source_sha: str, force: bool, log: Callable[[str],
         raise EdgeCNNError(f"{out} exists, is not empty and is not an edgecnn bundle; use --force or another --out")
 
 
-def _load_data(name: str, data_root: str | None):
-    return load_dataset(name, data_root) if data_root else load_dataset(name)
+def _load_data(name: str, data_root: str | None, spec: dict | None = None):
+    return load_dataset(name, data_root, input_spec=spec)
 
 
 def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
@@ -97,24 +98,29 @@ def _write_samples(stage: Path, ds, classes: list[str], per_class: int,
     """
     import cv2
 
-    from ..preprocess import preprocess
+    from ..preprocess import preprocess_item
 
     images, labels = ds.split(split)
     labels = np.asarray(labels)
     (stage / "samples").mkdir()
+    series = getattr(ds, "kind", "image") == "series"
     records = []
     for c, name in enumerate(classes):
         for i, idx in enumerate(np.flatnonzero(labels == c)[:per_class]):
             img = np.asarray(images[idx])
-            if img.ndim == 3:  # dataset arrays are RGB; PNG via OpenCV is BGR
-                img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
             safe = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or str(c)
-            file = f"samples/{safe}_{i}.png"
-            if not cv2.imwrite(str(stage / file), img):
-                raise EdgeCNNError(f"cannot write {file}")
+            if series:  # a real window, samples x channels, as CSV (edgecnn.preprocess.load_sample reads it)
+                file = f"samples/{safe}_{i}.csv"
+                np.savetxt(stage / file, img, delimiter=",", fmt="%.9g")
+            else:
+                if img.ndim == 3:  # dataset arrays are RGB; PNG via OpenCV is BGR
+                    img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+                file = f"samples/{safe}_{i}.png"
+                if not cv2.imwrite(str(stage / file), img):
+                    raise EdgeCNNError(f"cannot write {file}")
             rec = {"file": file, "label": name, "class_index": c}
             if predict is not None and spec is not None:
-                x = preprocess(np.asarray(images[idx]), spec, color_order="RGB")[None]
+                x = preprocess_item(np.asarray(images[idx]), spec, color_order="RGB")[None]
                 rec["reference_prediction"] = classes[int(predict(x).argmax(1)[0])]
             records.append(rec)
     return records
@@ -196,12 +202,12 @@ def export_bundle(
     out = Path(out) if out else Path("export") / f"{mname}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', dataset)}"
     _check_out_dir(out, source_sha, force, log)
 
-    ds = _load_data(dataset, data_root)
+    ds = _load_data(dataset, data_root, spec)
     from ..data import evaluation_split
 
     vname = test_data or dataset
     vds = ds if vname == dataset else load_dataset(vname, data_root, classes=list(ckpt["classes"]),
-                                                   channels=int(spec["channels"]))
+                                                   channels=int(spec["channels"]), input_spec=spec)
     vsplit = evaluation_split(vds, trained_on=dataset)
     x_test, y_test = preprocessed(vds, vsplit, spec, verify_samples)
     if len(y_test) == 0:
@@ -209,7 +215,7 @@ def export_bundle(
     log(f"verification: {len(y_test)} images of {vname}/{vsplit}")
     x_calib = None
     if calib:
-        cds = ds if calib == dataset else _load_data(calib, data_root)
+        cds = ds if calib == dataset else _load_data(calib, data_root, spec)
         x_calib, _ = preprocessed(cds, "train", spec, calib_size)
         log(f"calibration: {len(x_calib)} samples from the '{calib}' training split")
     samples = _write_samples_fn(vds, list(ckpt["classes"]), model, spec, vsplit)
@@ -319,7 +325,7 @@ def build_bundle(model, out: Path, fmts: list[str], *, fp16: bool, int8: bool, s
             _check_parity(file, v, max_drop)
             artifacts.append(rec)
 
-        c, h, w = spec["channels"], spec["height"], spec["width"]
+        c, h, w = model_input_shape(spec)
         manifest = {
             "schema": SCHEMA,
             "name": name or out.name,

@@ -9,6 +9,15 @@ test split) or numpy arrays: uint8 images (N x H x W, or N x H x W x C in RGB or
 as `(images, labels)`; calibration needs no labels, so `images` alone also works there. Without
 `test` the artifacts are verified for parity with PyTorch on the calibration images and the manifest
 records that accuracy was not measured.
+
+Series models (a Conv1d network on sensor windows; docs/sensors.md):
+
+    edgecnn.export_model(net, "export/mynet", input_size=(6, 100), kind="series", classes=names,
+                         mean=per_channel_mean, std=per_channel_std, sample_rate=10, test="ts:DIR")
+
+`input_size` is (channels, length); the module takes (N, C, T) (it is wrapped to take the bundle's
+[N, C, 1, T]) or already [N, C, 1, T]; `calib`/`test` are a ts:/csv:/wav: dataset or
+`(windows, labels)` with float windows shaped (T, C).
 """
 
 from __future__ import annotations
@@ -36,11 +45,13 @@ DataArg = Any  # str | (images, labels) | images
 
 
 def as_dataset(data: DataArg, split: str, classes: list[str], channels: int, *, what: str,
-               need_labels: bool, data_root: str | None = None) -> tuple[Dataset, str]:
+               need_labels: bool, data_root: str | None = None, spec: dict | None = None) -> tuple[Dataset, str]:
     """A dataset name or numpy arrays -> (Dataset holding `split`, the name to record)."""
+    if spec is not None and spec.get("kind") == "series" and not isinstance(data, (str, Path)):
+        return _series_arrays(data, split, classes, spec, what=what, need_labels=need_labels)
     if isinstance(data, (str, Path)):
         name = str(data)
-        ds = load_dataset(name, data_root) if data_root else load_dataset(name)
+        ds = load_dataset(name, data_root, input_spec=spec)
         if ds.channels != channels:
             raise EdgeCNNError(f"{what} dataset '{name}' has {ds.channels}-channel images; the model takes {channels}")
         if need_labels and len(ds.classes) != len(classes):
@@ -80,6 +91,56 @@ def as_dataset(data: DataArg, split: str, classes: list[str], channels: int, *, 
     return ds, "arrays"
 
 
+def _series_arrays(data: DataArg, split: str, classes: list[str], spec: dict, *, what: str,
+                   need_labels: bool) -> tuple[Dataset, str]:
+    """(windows, labels) or windows: float arrays shaped (T, C) -> a series Dataset."""
+    from ..series import as_window
+
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not np.isscalar(data[0]) and \
+            np.asarray(data[1]).ndim == 1 and len(data[1]) == len(data[0]) and np.asarray(data[0][0]).ndim >= 1:
+        windows, labels = data
+    else:
+        windows, labels = data, None
+    if labels is None and need_labels:
+        raise EdgeCNNError(f"{what}: give (windows, labels), or a dataset name (ts:DIR, csv:DIR, wav:DIR)")
+    items = [as_window(w, int(spec["channels"])) for w in windows]
+    if not items:
+        raise EdgeCNNError(f"{what}: no windows")
+    y = np.zeros(len(items), np.int64) if labels is None else np.asarray(labels).astype(np.int64).reshape(-1)
+    if len(y) != len(items) or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
+        raise EdgeCNNError(f"{what}: {len(items)} windows need {len(items)} labels in 0..{len(classes) - 1}")
+    c = int(spec["channels"])
+    return Dataset(name="arrays", classes=list(classes), channels=c, mean=(0.0,) * c, std=(1.0,) * c,
+                   natural=False, splits={split: (items, y)}, kind="series", length=int(spec["length"]),
+                   sample_rate=spec.get("sample_rate"), frontend=spec.get("frontend")), "arrays"
+
+
+def series_module(model, spec: dict):
+    """A module for the bundle's [N, C', 1, T'] input: `model` itself when it takes that, else `model` after
+    dropping the H = 1 axis (a Conv1d network on (N, C, T)). litert-torch lays the Conv1d layers out as
+    H = 1 NHWC CONV_2D / DEPTHWISE_CONV_2D (checked in tests/test_series_tflm.py)."""
+    import torch
+    from torch import nn
+
+    from ..preprocess import model_input_shape
+
+    c, _, t = model_input_shape(spec)
+    with torch.no_grad():
+        try:
+            model(torch.zeros(2, c, t))
+        except Exception:
+            return model  # not a (N, C, T) module: export_program says what it does take
+    class SeriesInput(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.squeeze(2))
+
+    return SeriesInput(model).eval()
+
+
 def weights_sha256(model) -> str:
     """A fingerprint of the module's weights (the bundle's source when there is no checkpoint file)."""
     h = hashlib.sha256()
@@ -102,11 +163,13 @@ def export_model(model, out: str | Path, *, input_size: Sequence[int], classes: 
                  calib: DataArg = None, test: DataArg = None, formats: str | Iterable[str] = ("onnx", "tflite"),
                  int8: bool = False, fp16: bool = False, max_drop: float = 1.0, calib_size: int = DEFAULT_CALIB_SIZE,
                  data_root: str | None = None, name: str | None = None, force: bool = False,
-                 device: str | None = None, log: Callable[[str], None] = print) -> Path:
+                 device: str | None = None, log: Callable[[str], None] = print, kind: str = "image",
+                 sample_rate: float | None = None, frontend: dict | None = None) -> Path:
     """Export any classification nn.Module (float logits out) to a verified bundle; returns its path.
 
     Same artifacts, verification, manifest, REPORT.md and atomic staging as `edgecnn export`
     (formats may include "tflm" with int8; `device` names an MCU profile to check the fit on).
+    `kind="series"`: `input_size` is (channels, length) of a sensor window (module docstring).
     """
     from torch import nn
 
@@ -126,8 +189,18 @@ def export_model(model, out: str | Path, *, input_size: Sequence[int], classes: 
         raise EdgeCNNError(f"max_drop must be >= 0, got {max_drop}")
     if "tflm" in fmts or device:
         _check_tflm_request(fmts, int8, device)
-    spec = input_spec(input_size, mean, std, color, resize)
+    if kind not in ("image", "series"):
+        raise EdgeCNNError(f"kind must be image or series, got {kind!r}")
     model = model.eval()
+    if kind == "series":
+        from ..series import series_spec
+
+        if len(input_size) != 2:
+            raise EdgeCNNError(f"a series model's input_size is (channels, length), got {tuple(input_size)}")
+        spec = series_spec(int(input_size[0]), int(input_size[1]), mean, std, sample_rate, frontend)
+        model = series_module(model, spec)
+    else:
+        spec = input_spec(input_size, mean, std, color, resize)
     from ..train.program import export_program
 
     export_program(model, spec, len(classes))  # one clear error for a module that does not trace
@@ -138,12 +211,12 @@ def export_model(model, out: str | Path, *, input_size: Sequence[int], classes: 
     x_calib = calib_name = None
     if calib is not None:
         cds, calib_name = as_dataset(calib, "train", classes, spec["channels"], what="calib", need_labels=False,
-                                     data_root=data_root)
+                                     data_root=data_root, spec=spec)
         x_calib, _ = preprocessed(cds, "train", spec, calib_size)
         log(f"calibration: {len(x_calib)} images from {calib_name}")
     if test is not None:
         tds, test_name = as_dataset(test, "test", classes, spec["channels"], what="test", need_labels=True,
-                                    data_root=data_root)
+                                    data_root=data_root, spec=spec)
         x_test, y_test = preprocessed(tds, "test", spec)
         verification = {"dataset": test_name, "split": "test"}
     else:

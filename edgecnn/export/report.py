@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..preprocess import describe_input
 from ..utils import atomic_write_text
 
 
@@ -42,8 +43,7 @@ def render_report(manifest: dict) -> str:
            else "parameters not counted: imported file") + "), "
         f"{len(manifest['classes'])} classes, exported {manifest['created']}.",
         _source_line(src),
-        f"Input: {inp['channels']}x{inp['height']}x{inp['width']} {inp['color']}, resize {inp['resize']} "
-        f"({inp['interpolation']}), x*{inp['scale']:.6g}, mean {inp['mean']}, std {inp['std']}. "
+        f"Input: {describe_input(inp)}. "
         + ("ONNX files take NCHW, TFLite files NHWC; all output logits." if not src.get("imported") else
            "Layout and output kind (logits or probabilities) per file, as read from the file: "
            + ", ".join(f"`{a['file']}` {a['layout']} {a['output'].get('kind', 'logits')}"

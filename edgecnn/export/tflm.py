@@ -240,7 +240,18 @@ def build_tflm(stage: Path, rec: dict, *, spec: dict, classes: list[str], x_test
         verified["accuracy_vs_litert_points"] = round(100.0 * (verified["accuracy"] - litert["accuracy"]), 3)
     check_drop(f"{file} in the TFLM interpreter", verified, max_drop)
     expected = pixels = label = None
-    if sample is not None:
+    if sample is not None and spec.get("kind") == "series":
+        from ..series import preprocess_series, raw_features
+
+        label = sample[1]
+        q = quantize_input(preprocess_series(sample[0], spec).transpose(1, 2, 0), rec["input"]["quant"]["scale"],
+                           rec["input"]["quant"]["zero_point"])  # 1 x T' x C' (NHWC without N)
+        # main.cc gets the raw window (its C code standardizes and quantizes) or, with a front end, q itself
+        pixels = q if spec.get("frontend") else raw_features(sample[0], spec).T.astype(np.float32)
+        with _captured_stderr():
+            it = _interpreter(model, arena["arena_bytes"])
+        expected = classes[int(_invoke_all(it, q[None]).argmax(1)[0])]
+    elif sample is not None:
         pixels, label = sample_pixels(sample[0], spec), sample[1]
         from .tflm_sources import pixel_lut
 

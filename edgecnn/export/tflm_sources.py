@@ -163,9 +163,19 @@ inline TfLiteStatus EdgecnnRegisterOps(EdgecnnOpResolver& resolver) {{
 """
 
 
-def main_cc(sample: np.ndarray | None, sample_label: str | None, expected: str | None) -> str:
-    """One inference. With a sample (uint8 HxWxC after colour + resize), it checks the class TFLM gave on the host."""
-    if sample is not None:
+def main_cc(sample: np.ndarray | None, sample_label: str | None, expected: str | None,
+            series: tuple[str, str] | None = None) -> str:
+    """One inference. With a sample (uint8 HxWxC after colour + resize), it checks the class TFLM gave on the host.
+
+    `series`: (declarations, fill statement) of a series bundle's window (export/tflm_series.py)."""
+    if series is not None:
+        sample_block, fill = series
+        check = ("  MicroPrintf(\"predicted %s (host TFLM: %s)\", kEdgecnnClassNames[best], kExpected);\n"
+                 "  return strcmp(kEdgecnnClassNames[best], kExpected) == 0 ? 0 : 1;") if expected else \
+            "  MicroPrintf(\"predicted %s\", kEdgecnnClassNames[best]);\n  return 0;"
+        if expected:
+            sample_block += f"static const char* const kExpected = {_c_string(expected)};\n"
+    elif sample is not None:
         sample_block = (f"// A real test image ({sample_label!r}), already colour-converted and resized on the host;\n"
                         f"// the TFLM interpreter on the host classified it as {expected!r}.\n"
                         f"static const uint8_t kSample[EDGECNN_INPUT_BYTES] = {{\n{_int_rows(sample.ravel())}\n}};\n"
@@ -246,12 +256,19 @@ def write_sources(out_dir: Path, *, model: bytes, file: str, sha256: str, ops: l
     """Write the sources into `out_dir`; return their file names."""
     if sample is not None and sample.size > SAMPLE_MAX_BYTES:
         sample = None
+    io_h, main = model_io_h, lambda: main_cc(sample, sample_label, expected)
+    if spec.get("kind") == "series":  # a window of sensor samples / audio features: export/tflm_series.py
+        from . import tflm_series
+
+        io_h = tflm_series.model_io_h
+        main = lambda: main_cc(None, sample_label, expected if sample is not None else None,  # noqa: E731
+                               series=tflm_series.sample_block(spec, sample, sample_label, expected))
     files = {
         "model_data.h": model_data_h(),
         "model_data.cc": model_data_cc(model, file, sha256),
         "model_ops.h": model_ops_h(ops),
-        "model_io.h": model_io_h(spec, classes, inp, out, arena_bytes, tflm_version, source),
-        "main.cc": main_cc(sample, sample_label, expected),
+        "model_io.h": io_h(spec, classes, inp, out, arena_bytes, tflm_version, source),
+        "main.cc": main(),
         "README.md": readme_md(ops, arena_bytes, len(model)),
     }
     for name, text in files.items():

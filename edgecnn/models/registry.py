@@ -26,7 +26,7 @@ from typing import Callable, overload
 from torch import nn
 
 from ..errors import EdgeCNNError
-from . import lenet5, simplecnn, torchvision_models
+from . import lenet5, series_cnn, simplecnn, torchvision_models
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,6 +51,7 @@ class ModelSpec:
     classifier: str = ""  # qualified name of the output layer ("" = unknown)
     min_input_size: int = 1  # smallest side it runs at (measured or from the architecture)
     tags: tuple[str, ...] = field(default=())
+    kind: str = "image"  # the input it takes: "image" (N, C, H, W) or "series" (N, C, 1, T; edgecnn/series.py)
 
 
 # Explicitly registered specs (built-ins and the user's). Resolved torchvision/timm specs are
@@ -69,7 +70,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
                    input_size: int = 224, options: tuple[str, ...] = (), source: str = "user",
                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                    color: str | None = None, in_channels: int = 3, classifier: str = "",
-                   min_input_size: int = 1, replace: bool = False, _into: dict | None = None):
+                   min_input_size: int = 1, replace: bool = False, kind: str = "image", _into: dict | None = None):
     """Register a model builder (decorator, with or without arguments); returns the builder unchanged.
 
     The builder is called as `fn(num_classes=N, in_channels=C, **options)`; `options` names the extra
@@ -89,7 +90,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
             default_input_size=int(input_size), options=tuple(options), source=source,
             mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
             color=color or ("GRAY" if in_channels == 1 else "RGB"), in_channels=in_channels,
-            classifier=classifier, min_input_size=min_input_size,
+            classifier=classifier, min_input_size=min_input_size, kind=kind,
         )
         return f
 
@@ -103,6 +104,12 @@ register_model(lenet5.lenet5, description="LeNet-5 (1998), 32x32 input", input_s
                in_channels=1, classifier="classifier.5", options=("input_size",))
 register_model(simplecnn.simplecnn, description="3-conv CNN of the PyTorch CIFAR-10 tutorial", input_size=32,
                source="edgecnn", classifier="classifier.4", options=("input_size",))
+register_model(series_cnn.cnn1d, description="small 1-D CNN for sensor windows (conv/BN/ReLU x3, global pool)",
+               input_size=1, source="edgecnn", in_channels=6, classifier="classifier.2", options=("width",),
+               kind="series")
+register_model(series_cnn.dscnn, description="depthwise-separable 1-D CNN (KWS DS-CNN) for audio/sensors",
+               input_size=1, source="edgecnn", in_channels=10, classifier="classifier.2", options=("width",),
+               kind="series")
 register_model(torchvision_models.mobilenet_v2, description="MobileNetV2 (torchvision)", classifier="classifier.1",
                **_TV)
 register_model(torchvision_models.mobilenet_v3_small, description="MobileNetV3-small (torchvision)",

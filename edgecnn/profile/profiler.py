@@ -25,7 +25,7 @@ import numpy as np
 from ..bundle import Artifact, Bundle
 from ..errors import EdgeCNNError
 from ..labels import config_label, threads_label
-from ..preprocess import load_image, model_input_shape, preprocess
+from ..preprocess import load_sample, model_input_shape, preprocess_item
 from ..runtime.backends import (
     BACKENDS,
     FORMAT_OF,
@@ -135,7 +135,7 @@ def bundle_inputs(bundle: Bundle, batch: int) -> tuple[np.ndarray, str]:
     files = [bundle.path / s["file"] for s in bundle.manifest.get("samples") or [] if isinstance(s, dict)]
     files = [f for f in files if f.is_file()]
     if files:
-        images = [preprocess(load_image(str(f)), spec, "BGR") for f in files]
+        images = [preprocess_item(load_sample(str(f), spec), spec, "BGR") for f in files]
         x = np.stack([images[i % len(images)] for i in range(batch)])
         return x, f"bundle sample images ({len(files)})"
     calib = bundle.path / "calib.npz"
@@ -354,5 +354,5 @@ def profile_bundle(path: str | Path, *, backend: str = "auto", precision: str | 
                 "threads": thread_list, "backend": backend, "precision": precision or "all",
                 "device_profile": device_profile, "input": input_source}
     b = {"path": str(bundle.path.resolve()), "name": bundle.name, "model": (bundle.manifest.get("model") or {}).get("name"),
-         "input": {k: bundle.input[k] for k in ("height", "width", "channels")}}
+         "input": dict(zip(("channels", "height", "width"), model_input_shape(bundle.input)))}
     return new_report(b, env, settings, results, skipped, created)

@@ -20,6 +20,7 @@ from ..errors import EdgeCNNError
 from ..profile.stats import LatencyHistogram, RunStats
 from ..utils import atomic_write_json
 from .classifier import Classifier
+from .health import DEFAULT_STALE_AFTER_S, Health, HealthServer
 from .overlay import STAGES, draw_overlay
 from .pipeline import Job, Pipeline, Stages
 from .sinks import JsonLinesSink, Sink, VideoSink, WindowSink, display_available
@@ -50,6 +51,8 @@ class RunOptions:
     serve_token: str | None = None  # --serve: required as ?token= or a header when set
     device: str | None = None  # the device profile applied (shown by the dashboard)
     pipelined: bool = True  # False: the stages one after the other in one thread (a benchmark's baseline)
+    health: str | None = None  # HOST:PORT of a /healthz server without the dashboard
+    stale_after: float = DEFAULT_STALE_AFTER_S  # /healthz and the watchdog: no result for this long = stale
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
@@ -105,6 +108,8 @@ def check_options(opts: RunOptions) -> None:
         raise EdgeCNNError(f"--top-k must be at least 1, got {opts.top_k}")
     if opts.max_viewers < 1:
         raise EdgeCNNError(f"--max-viewers must be at least 1, got {opts.max_viewers}")
+    if not opts.stale_after > 0:
+        raise EdgeCNNError(f"--stale-after must be positive, got {opts.stale_after:g}")
 
 
 def open_run_source(opts: RunOptions) -> Source:
@@ -112,7 +117,8 @@ def open_run_source(opts: RunOptions) -> Source:
                        reconnect_timeout=opts.reconnect_timeout, loop=opts.loop)
 
 
-def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str], stderr: IO[str]) -> list[Sink]:
+def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str], stderr: IO[str],
+               health: Health | None = None) -> list[Sink]:
     """The sinks the options ask for (a window, JSON lines, a video file, an MJPEG server)."""
     sinks: list[Sink] = []
     try:
@@ -132,7 +138,7 @@ def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str
             dash = DashboardSink(opts.serve, info={**clf.describe(), "profile": opts.device, "device": device_name(),
                                                    "source": source.describe},
                                  counters=lambda: {"dropped": source.dropped, "reconnects": source.reconnects},
-                                 max_viewers=opts.max_viewers, token=opts.serve_token)
+                                 max_viewers=opts.max_viewers, token=opts.serve_token, health=health)
             sinks.append(dash)
             print(f"edgecnn: dashboard on {dash.address}{'?token=TOKEN' if opts.serve_token else ''} "
                   f"(MJPEG {dash.address}stream, JSON {dash.address}api/stats)", file=stderr, flush=True)
@@ -156,8 +162,8 @@ def close_sinks(sinks: list[Sink], ok: bool) -> EdgeCNNError | None:
 class Renderer:
     """The last stage, in the caller's thread: the per-frame record, overlay, sinks, statistics."""
 
-    def __init__(self, sinks: list[Sink], stats: RunStats, start: float):
-        self.sinks, self.stats, self.start = sinks, stats, start
+    def __init__(self, sinks: list[Sink], stats: RunStats, start: float, health: Health | None = None):
+        self.sinks, self.stats, self.start, self.health = sinks, stats, start, health
         self.fps_ema: float | None = None
         self.prev_end = start
         self.last_render_ms: dict[str, float] = {}
@@ -189,6 +195,8 @@ class Renderer:
         job.ms["total"] = sum(job.ms.values())  # one frame's work through every stage
         self.stats.add_frame(job.ms, t4)
         self.latency.add(1e3 * (t4 - job.captured))
+        if self.health is not None:
+            self.health.result(1e3 * (t4 - job.captured))
         return keep
 
 
@@ -206,15 +214,21 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
     stats = stats or RunStats((*STAGES, "total"))
     sinks: list[Sink] = []
     pipeline: Pipeline | None = None
+    health_server: HealthServer | None = None
     ok = False
+    health: Health | None = None
     try:
-        sinks = open_sinks(clf, opts, source, stdout, stderr)
+        health = Health(opts.stale_after, sources=lambda: [{"source": source.describe, **source.status()}])
+        if opts.health:
+            health_server = HealthServer(opts.health, health)
+            print(f"edgecnn: health on {health_server.address}", file=stderr, flush=True)
+        sinks = open_sinks(clf, opts, source, stdout, stderr, health)
         stages = Stages(clf, lambda shape: crop_box(shape, opts.roi, opts.center_crop), opts.smooth)
         pipeline = Pipeline(source, stages, opts.max_frames, sequential=not opts.pipelined)
         interrupted = False
         lost: EdgeCNNError | None = None
         start = stats.start = time.perf_counter()
-        render = Renderer(sinks, stats, start)
+        render = Renderer(sinks, stats, start, health)
         try:
             for job in pipeline:
                 if stats.frames == 0 and opts.banner:
@@ -240,6 +254,10 @@ def run(clf: Classifier, opts: RunOptions, source: Source | None = None, stdout:
             pipeline.close()
         source.close()
         failed = close_sinks(sinks, ok)
+        if health_server is not None:
+            health_server.close()
+        if health is not None:
+            health.close()
     print(format_summary(summary), file=stderr, flush=True)
     if opts.report:
         atomic_write_json(opts.report, summary)

@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true",
                    help="play a video file or image folder again from the start at its end (e.g. a soak test)")
     p.add_argument("--report", metavar="PATH.json", default=None, help="write the run summary as JSON")
+    p.add_argument("--health", metavar="HOST:PORT", default=None,
+                   help="serve GET /healthz here without the dashboard (with --serve it is on that server too): "
+                        "200 while results flow, 503 when none for --stale-after seconds")
+    p.add_argument("--stale-after", metavar="S", type=float, default=5.0,
+                   help="no result for this long: /healthz answers 503 and the systemd watchdog is no longer "
+                        "fed (default 5)")
     from .series_cli import add_series_args
 
     add_series_args(p)
@@ -172,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         smooth=args.smooth, max_frames=args.max_frames, report=args.report,
         reconnect_timeout=args.reconnect_timeout, width=width, height=height,
         max_viewers=args.max_viewers, serve_token=args.serve_token, device=args.device, loop=args.loop,
+        health=args.health, stale_after=args.stale_after,
     )
     check_options(opts)
     from ..bundle import Bundle

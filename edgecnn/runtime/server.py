@@ -10,6 +10,7 @@ classifier loop writes to. Endpoints (all GET):
                    what runs (model, backend, artifact, precision, threads, device, source), viewers
     /api/latest    top-k of the latest classified frame, its index and time
     /api/events    Server-Sent Events: one `frame` message per classified frame, at most EVENTS_PER_S a second
+    /healthz       200 while results flow, 503 when none for --stale-after s (`health.py`; no token needed)
 
 What a viewer can cost the classifier (the bound documented in docs/runtime.md):
   * `write()` never blocks on the network: it stores the newest record and image under a lock and
@@ -73,12 +74,12 @@ STREAM_SENDS_PER_S = 100.0  # frames a second written to all /stream viewers tog
 TRIM_AFTER_S = 1.0        # after the last viewer left, give freed memory back this much later
 
 
-def parse_address(addr: str) -> tuple[str, int]:
+def parse_address(addr: str, flag: str = "--serve") -> tuple[str, int]:
     """'127.0.0.1:8080', ':8080' or '8080' -> (host, port); the host defaults to localhost."""
     host, _, port = addr.rpartition(":") if ":" in addr else ("", "", addr)
     host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise EdgeCNNError(f"--serve {addr!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        raise EdgeCNNError(f"{flag} {addr!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
     return host, int(port)
 
 
@@ -190,7 +191,8 @@ class DashboardSink(Sink):
 
     def __init__(self, addr: str, info: dict[str, Any] | None = None,
                  counters: Callable[[], dict[str, Any]] | None = None, max_viewers: int = DEFAULT_MAX_VIEWERS,
-                 token: str | None = None, quality: int = 80, stream_fps: float = DEFAULT_STREAM_FPS):
+                 token: str | None = None, quality: int = 80, stream_fps: float = DEFAULT_STREAM_FPS,
+                 health: Any = None):
         try:
             from aiohttp import web  # noqa: F401
         except ImportError:
@@ -202,6 +204,7 @@ class DashboardSink(Sink):
         self.host, self.port = parse_address(addr)
         self.info = dict(info or {})
         self.counters = counters or (lambda: {})
+        self.health = health  # a health.Health: /healthz (None: 404)
         self.max_viewers, self.token, self.quality = max_viewers, token, quality
         self.stream_interval = 1.0 / stream_fps
         self.stats = LiveWindow()
@@ -325,6 +328,7 @@ class DashboardSink(Sink):
         app.router.add_get("/api/stats", self._api_stats)
         app.router.add_get("/api/latest", self._api_latest)
         app.router.add_get("/api/events", self._api_events)
+        app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=1.0,
             keepalive_timeout=REQUEST_TIMEOUT_S, max_line_size=MAX_LINE, max_field_size=MAX_LINE,
@@ -407,7 +411,8 @@ class DashboardSink(Sink):
         from aiohttp import web
 
         self._pending.pop(request.protocol, None)
-        if not self._authorized(request):
+        # /healthz answers probes (systemd, Ansible) without the token: its body holds no image, label or URI
+        if request.path != "/healthz" and not self._authorized(request):
             return web.Response(status=401, text="edgecnn: this dashboard needs its token: add ?token=TOKEN\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="edgecnn"'})
         return await handler(request)
@@ -504,6 +509,14 @@ class DashboardSink(Sink):
 
         return web.Response(body=self.stats_body(), content_type="application/json",
                             headers={"Cache-Control": "no-cache"})
+
+    async def _healthz(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if self.health is None:
+            return web.json_response({"error": "no health monitor in this run"}, status=404)
+        code, body = self.health.state()
+        return web.json_response(body, status=code, headers={"Cache-Control": "no-cache"})
 
     async def _api_latest(self, request: Any) -> Any:
         from aiohttp import web

@@ -339,6 +339,14 @@ class Source:
     def describe(self) -> str:
         return self.reader.describe
 
+    def status(self) -> dict:
+        """The source's state for the API and /healthz: live, reconnecting (since when), lost or ended."""
+        if self.error:
+            return {"state": "lost"}
+        if self._ended:
+            return {"state": "ended"}
+        return {"state": "live"}
+
     # The capture thread of live (or realtime-paced) sources: keep only the newest frame.
     def _capture_loop(self) -> None:
         pace = None if self.live else 1.0 / self.fps

@@ -50,7 +50,7 @@ from .. import __version__
 from ..bundle import MANIFEST, Bundle
 from ..errors import EdgeCNNError
 from ..labels import config_label
-from ..preprocess import load_image, model_input_shape, preprocess
+from ..preprocess import load_sample, model_input_shape, preprocess_item
 from ..threads import candidate_threads, runtime_threads, sweep_threads
 from ..utils import atomic_write_json, cache_dir, sha256_file
 from .backends import (
@@ -276,7 +276,7 @@ def sample_inputs(bundle: Bundle, limit: int = 1) -> np.ndarray:
     """Real inputs (float32 NCHW): the bundle's sample images, then calib.npz, else seeded noise."""
     spec = bundle.input
     files = [bundle.path / s["file"] for s in bundle.manifest.get("samples") or [] if isinstance(s, dict)]
-    images = [preprocess(load_image(str(f)), spec, "BGR") for f in files[:limit] if f.is_file()]
+    images = [preprocess_item(load_sample(str(f), spec), spec, "BGR") for f in files[:limit] if f.is_file()]
     if len(images) < limit and (bundle.path / "calib.npz").is_file():
         with np.load(bundle.path / "calib.npz") as z:
             images += list(z["x"][: limit - len(images)].astype(np.float32))

@@ -12,7 +12,8 @@ from pathlib import Path
 from ..cli_vocab import hidden_alias
 
 CHANCE_EXIT = 3  # `edgecnn train` finished, but validation accuracy never left chance level
-DATA_HELP = "dataset: digits (embedded), mnist, fashion-mnist, cifar10, or folder:PATH (one subfolder per class)"
+DATA_HELP = ("dataset: digits (embedded), mnist, fashion-mnist, cifar10, folder:PATH (one subfolder per class); "
+             "series (docs/sensors.md): ts:DIR (UCR/UEA .ts archive), csv:DIR or wav:DIR (class folders of recordings)")
 
 
 def _positive_int(text: str) -> int:
@@ -27,6 +28,25 @@ def _positive_float(text: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
     return v
+
+
+def add_series_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of series data (ts:/csv:/wav:), the same words in every command that reads recordings."""
+    g = p.add_argument_group("series data (ts:/csv:/wav:, docs/sensors.md)")
+    g.add_argument("--sample-rate", type=_positive_float, metavar="HZ",
+                   help="samples per second of the recordings (recorded in the bundle; wav: the rate clips must have)")
+    g.add_argument("--window", metavar="N", help="csv:/wav: samples per window (or a duration: 2s, 250ms)")
+    g.add_argument("--hop", metavar="N", help="csv:/wav: samples between window starts (default: --window)")
+    g.add_argument("--resample", action="store_true", help="wav: resample clips recorded at another rate")
+    g.add_argument("--frontend", choices=("mfcc", "logmel", "none"),
+                   help="wav: audio features computed from each window (default mfcc; docs/sensors.md)")
+
+
+def series_options(args: argparse.Namespace) -> dict | None:
+    opts = {k: getattr(args, k, None) for k in ("sample_rate", "window", "hop", "frontend")}
+    opts["resample"] = getattr(args, "resample", False) or None
+    opts = {k: v for k, v in opts.items() if v is not None}
+    return opts or None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="learning-rate schedule")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (default 0)")
     p.add_argument("--img-size", type=_positive_int, help="square input side (default: the model's)")
+    add_series_arguments(p)
     p.add_argument("--width-mult", type=_positive_float, help="channel width multiplier (MobileNets)")
     p.add_argument("--small-input", action="store_true", help="28-32 px variant of torchvision models")
     p.add_argument("--pretrained", action="store_true",
@@ -126,7 +147,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, workers=args.workers, data_root=args.data_root, augment=args.augment,
         train_limit=args.train_limit, overwrite=args.overwrite, threads=args.threads,
         weights=args.weights, freeze_backbone=args.freeze_backbone, ema=args.ema,
-        mix=args.mix,
+        mix=args.mix, series=series_options(args),
     )
     from .checkpoint import read_checkpoint
 
@@ -159,7 +180,8 @@ def _eval(args: argparse.Namespace) -> int:
     data = args.data or ckpt.get("dataset")
     if not data:
         raise EdgeCNNError("the checkpoint does not name its dataset; pass --data")
-    ds = load_dataset(data, args.data_root, classes=list(ckpt["classes"]), channels=ckpt["input"]["channels"])
+    ds = load_dataset(data, args.data_root, classes=list(ckpt["classes"]), channels=ckpt["input"]["channels"],
+                      input_spec=ckpt["input"])
     split = args.split or evaluation_split(ds, trained_on=ckpt.get("dataset"))
     if len(ds.classes) != len(ckpt["classes"]):
         raise EdgeCNNError(f"dataset '{ds.name}' has {len(ds.classes)} classes but the checkpoint was trained "
@@ -211,6 +233,12 @@ def _models(args: argparse.Namespace) -> int:
         return _models_all()
     rows = []
     for name, spec in MODELS.items():
+        if spec.kind == "series":  # counted on a window of 100 samples (any length works: global pooling)
+            channels = spec.in_channels
+            model = build_model(name, args.classes, channels)
+            rows.append([name, f"{channels}x1x100 series", f"{count_params(model):,}",
+                         f"{count_macs(model, (channels, 1, 100)) / 1e6:,.2f}M", "-", spec.description])
+            continue
         channels = 1 if name == "lenet5" else 3
         size = input_size_for(name)
         model = build_model(name, args.classes, channels)

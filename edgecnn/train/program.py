@@ -40,7 +40,9 @@ def export_program(model: nn.Module, spec: dict, num_classes: int) -> torch.expo
     exported either: one clear error, before anything is written.
     """
     model.eval()
-    x = torch.zeros(2, spec["channels"], spec["height"], spec["width"])
+    from ..preprocess import model_input_shape
+
+    x = torch.zeros(2, *model_input_shape(spec))
     try:
         with torch.no_grad():
             y = model(x)

@@ -35,6 +35,7 @@ from ..data import Dataset, default_input_spec, load_dataset
 from ..data.torchdata import PreprocessedSplit
 from ..errors import EdgeCNNError
 from ..models import build_model, get_spec, input_size_for
+from ..preprocess import model_input_shape
 from ..utils import atomic_write_json
 from .chance import above_chance, describe
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
@@ -47,6 +48,8 @@ SCHEDULES = ("onecycle", "cosine")
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet5": {"optimizer": "adam", "lr": 3e-3, "batch_size": 64, "weight_decay": 1e-4, "small_steps": 10},
     "simplecnn": {"optimizer": "adam", "lr": 2e-3, "batch_size": 64, "weight_decay": 1e-4, "small_steps": 10},
+    "cnn1d": {"optimizer": "adam", "lr": 3e-3, "batch_size": 64, "weight_decay": 1e-4, "small_steps": 10},
+    "dscnn": {"optimizer": "adam", "lr": 3e-3, "batch_size": 64, "weight_decay": 1e-4, "small_steps": 10},
 }
 TORCHVISION_DEFAULTS: dict[str, Any] = {"optimizer": "sgd", "lr": 0.1, "batch_size": 128, "weight_decay": 5e-4,
                                         "small_steps": 20}
@@ -572,13 +575,16 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
           device: str = "auto", workers: int = 0, data_root: str | None = None, augment: bool | None = None,
           train_limit: int | None = None, overwrite: bool = False, progress: bool = True,
           threads: int | None = None, bn_images: int = BN_IMAGES, weights: str | os.PathLike | None = None,
-          freeze_backbone: int = 0, ema: float | None = None, mix: str | None = None) -> Path:
+          freeze_backbone: int = 0, ema: float | None = None, mix: str | None = None,
+          series: dict | None = None) -> Path:
     """Train a registry model on a named dataset and write a run directory; returns best.pt's path.
 
     `resume` is a last.pt path: the run continues with that run's settings (only `epochs`,
     `device` and `workers` may change). `threads`: CPU threads (default `default_threads()`).
     `weights`: a local weights file to fine-tune from (`edgecnn.train.weights`; the classifier is
     replaced for these classes); `freeze_backbone`: train only the classifier for that many epochs.
+    `series`: options of ts:/csv:/wav: data (sample_rate, window, hop, resample, frontend; see
+    `edgecnn.data.load_dataset`).
     """
     out = Path(out or f"runs/{name}-{data.replace(':', '-').replace('/', '-')}")
     resume_ckpt = None
@@ -609,7 +615,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
             "width_mult": width_mult, "small_input": small_input, "pretrained": pretrained, "seed": seed,
             "device": device, "workers": workers, "augment": augment, "train_limit": train_limit,
             "weights": str(weights) if weights is not None else None, "freeze_backbone": freeze_backbone,
-            "ema": ema, "mix": mix,
+            "ema": ema, "mix": mix, "series": {k: v for k, v in (series or {}).items() if v is not None} or None,
         }
     if args["optimizer"] is not None and args["optimizer"] not in OPTIMIZERS:
         raise EdgeCNNError(f"unknown optimizer '{args['optimizer']}'; choose one of: {', '.join(OPTIMIZERS)}")
@@ -621,7 +627,13 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     if not 0.0 <= args["label_smoothing"] < 1.0:
         raise EdgeCNNError(f"--label-smoothing must be in [0, 1), got {args['label_smoothing']}")
 
-    ds = load_dataset(args["data"], args["data_root"])
+    ds = load_dataset(args["data"], args["data_root"], series=args.get("series"),
+                      input_spec=resume_ckpt["input"] if resume_ckpt is not None else None)
+    model_kind = get_spec(name).kind
+    if model_kind != ds.kind:
+        raise EdgeCNNError(f"{name} takes {model_kind} input, {ds.name} holds {ds.kind} data; "
+                           + ("choose cnn1d or dscnn for ts:/csv:/wav: data" if ds.kind == "series"
+                              else "train it on ts:DIR, csv:DIR or wav:DIR data"))
     if "train" not in ds.splits:
         raise EdgeCNNError(f"{ds.name} has no training images (a train/ folder, or class folders)")
     n_train = len(ds.split("train")[1])
@@ -661,7 +673,9 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
         args["lr"] = hp["lr"]
     if resume_ckpt is not None:  # a resumed run keeps its input exactly
         input_spec = dict(resume_ckpt["input"])
-        size = int(input_spec["height"])
+        size = int(input_spec.get("height", 1))
+    elif ds.kind == "series":
+        size, input_spec = 1, default_input_spec(ds, 1)
     else:
         size = input_size_for(name, small_input=args["small_input"], img_size=args["img_size"] or start["size"])
         input_spec = default_input_spec(ds, size, resize="center_crop" if ds.name.startswith("folder:") else "stretch")
@@ -678,7 +692,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     # The initial weights come from torch's global RNG, which torch seeds randomly in every process
     # (and earlier code in the same process consumes): without this, `--seed` did not fix the run.
     torch.manual_seed(args["seed"])
-    model = build_model(name, len(ds.classes), ds.channels, **options)
+    in_channels = model_input_shape(input_spec)[0]  # series with an audio front end: its feature count
+    model = build_model(name, len(ds.classes), in_channels, **options)
     transfer = None
     if resume_ckpt is not None:
         model.load_state_dict(resume_ckpt["state_dict"])
@@ -696,7 +711,8 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
     if main:
         out.mkdir(parents=True, exist_ok=True)
         print(f"training {name} on {ds.name}: {n_train} train / {len(ds.split('val')[1]) if 'val' in ds.splits else 0} "
-              f"val images, {len(ds.classes)} classes, input {ds.channels}x{size}x{size}, {args['epochs']} epochs, "
+              f"val {'windows' if ds.kind == 'series' else 'images'}, {len(ds.classes)} classes, "
+              f"input {'x'.join(map(str, model_input_shape(input_spec)))}, {args['epochs']} epochs, "
               f"{args['optimizer']} lr {args['lr']:g} {args['schedule']}, batch {args['batch_size']}, device {dev}"
               + (f" x{dist.get_world_size()} processes" if dist.is_initialized() else ""), flush=True)
         if resume_ckpt is not None:
@@ -712,7 +728,7 @@ def train(name: str, data: str = "digits", out: str | os.PathLike | None = None,
                      if start["why"] else ""), flush=True)
 
     def checkpoint(model: nn.Module, epoch: int, metrics: dict, resume_state: dict | None = None) -> dict:
-        return make_checkpoint(model, name=name, num_classes=len(ds.classes), in_channels=ds.channels,
+        return make_checkpoint(model, name=name, num_classes=len(ds.classes), in_channels=in_channels,
                                options=options, classes=ds.classes, input_spec=input_spec, dataset=ds.name,
                                epoch=epoch, metrics=metrics, train_args=args, resume=resume_state)
 
@@ -780,7 +796,7 @@ def _finish(out: Path, ds: Dataset, input_spec: dict, history: list[dict], secon
         val = best["metrics"].get("val_acc")
         top5 = f"  top-5 {test['top5']:.4f}" if len(ds.classes) > 5 else ""
         print(f"best epoch {best['epoch']}: val_acc {'-' if val is None else f'{val:.4f}'}  "
-              f"test top-1 {test['top1']:.4f}{top5} ({test['n']} images)  "
+              f"test top-1 {test['top1']:.4f}{top5} ({test['n']} {'windows' if ds.kind == 'series' else 'images'})  "
               f"trained in {seconds:.1f}s", flush=True)
     save_checkpoint(best, out / "best.pt")
     record(summary)
@@ -815,7 +831,8 @@ def data_report(ds: Dataset, train_limit: int | None = None) -> list[str]:
         labels = np.asarray(ds.split(split)[1])
         limit = f" (training on a random {train_limit})" if split == "train" and train_limit \
             and train_limit < len(labels) else ""
-        lines.append(f"  {split:<5} {len(labels):>6} images: {class_balance(labels, ds.classes)}{limit}")
+        items = "windows" if ds.kind == "series" else "images"
+        lines.append(f"  {split:<5} {len(labels):>6} {items}: {class_balance(labels, ds.classes)}{limit}")
     val = np.asarray(ds.split("val")[1]) if "val" in ds.splits else np.zeros(0, dtype=np.int64)
     if len(val) == 0:
         lines.append("note: no validation split: best.pt is the epoch with the lowest training loss in the "
