@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import tty
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +33,9 @@ def run_cli(*args) -> int:
 
 
 @pytest.fixture(scope="module")
-def bm_stream_bundle(tmp_path_factory) -> Path:
-    """cnn1d on BasicMotions at its 10 Hz (15 epochs, seed 0), exported as an ONNX bundle."""
-    out = tmp_path_factory.mktemp("cnn1d-bm-stream")
-    assert run_cli("train", "cnn1d", "--data", f"ts:{BASIC_MOTIONS}", "--sample-rate", "10", "--epochs", "15",
-                   "--seed", "0", "--out", out / "run") == 0
-    assert run_cli("export", out / "run" / "best.pt", "--formats", "onnx", "--out", out / "bundle") == 0
-    return out / "bundle"
+def bm_stream_bundle(bm_bundle) -> Path:
+    """cnn1d on BasicMotions at its 10 Hz (tests/conftest.py), an ONNX fp32 bundle."""
+    return bm_bundle
 
 
 @pytest.fixture(scope="module")
@@ -115,20 +113,38 @@ def test_serial_stream_through_a_pseudo_terminal(bm_stream_bundle, bm_stream, ca
         except OSError:  # the test closed the pty while a write waited
             pass
 
+    with socket.socket() as s:  # a free port for --health
+        s.bind(("127.0.0.1", 0))
+        health_port = s.getsockname()[1]
+    health: list[dict] = []
+
+    def probe() -> None:  # what a service manager sees while the run goes on
+        while not done.is_set() and not health:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2) as r:
+                    health.append(json.loads(r.read()))
+            except OSError:  # not listening yet, or 503 before the first result
+                time.sleep(0.02)
+
     writer = threading.Thread(target=board, daemon=True)
+    prober = threading.Thread(target=probe, daemon=True)
     writer.start()
+    prober.start()
     try:
         rc = run_cli("run", bm_stream_bundle, "--source", f"serial://{port}?baud=115200", "--headless", "--hop", "20",
-                     "--max-frames", "8")
+                     "--max-frames", "30", "--health", f"127.0.0.1:{health_port}")
     finally:
         done.set()
         os.close(slave)  # the board's blocked write (if any) fails now
         writer.join(5)
+        prober.join(5)
         os.close(master)
     out = capsys.readouterr()
     assert rc == 0, out.err
     live = [json.loads(line) for line in out.out.splitlines()]
-    assert len(live) == 8 and "serial " + port in out.err
+    assert len(live) == 30 and "serial " + port in out.err
+    assert health and health[0]["status"] == "ok" and health[0]["sources"] == [
+        {"source": f"serial {port} at 115200 baud", "state": "live"}]
     # Opening the port flushed what the board had sent, so the stream starts at some sample o of the
     # recording: find o from the first window, then every window must be the classifier's result on the
     # intact samples [o + start, o + end) of the (repeated) recording.

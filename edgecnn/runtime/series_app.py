@@ -31,6 +31,7 @@ from ..errors import EdgeCNNError
 from ..profile.stats import LatencyHistogram, RunStats
 from ..utils import atomic_write_json
 from .classifier import Classifier
+from .health import DEFAULT_STALE_AFTER_S, Health, HealthServer
 from .overlay import STAGES, draw_overlay
 from .series_sources import SeriesSource, Window, default_hop, open_series_source
 from .sinks import JsonLinesSink, Sink
@@ -61,6 +62,8 @@ class SeriesOptions:
     max_windows: int | None = None
     report: str | None = None
     reconnect_timeout: float = 30.0
+    health: str | None = None  # HOST:PORT of a /healthz server without the dashboard
+    stale_after: float = DEFAULT_STALE_AFTER_S  # /healthz and the systemd watchdog: no result for this long
     banner: str | None = None
 
 
@@ -114,8 +117,10 @@ def series_image(samples: np.ndarray, width: int = 640, height: int = 360) -> np
 class SeriesRenderer:
     """The per-window record, the sinks and the statistics."""
 
-    def __init__(self, clf: Classifier, sinks: list[Sink], stats: RunStats, sample_rate: float | None):
+    def __init__(self, clf: Classifier, sinks: list[Sink], stats: RunStats, sample_rate: float | None,
+                 health: Health | None = None):
         self.clf, self.sinks, self.stats, self.sample_rate = clf, sinks, stats, sample_rate
+        self.health = health
         self.rate_ema: float | None = None
         self.prev_end: float | None = None
         self.age = LatencyHistogram()  # sample arrival -> result written
@@ -154,11 +159,13 @@ class SeriesRenderer:
         ms["total"] = sum(ms.values())
         self.stats.add_frame(ms, t4)
         self.age.add(1e3 * (t4 - window.timestamp))
+        if self.health is not None:
+            self.health.result(1e3 * (t4 - window.timestamp))
         return keep
 
 
 def open_series_sinks(clf: Classifier, opts: SeriesOptions, source: SeriesSource, stdout: IO[str],
-                      stderr: IO[str]) -> list[Sink]:
+                      stderr: IO[str], health: Health | None = None) -> list[Sink]:
     sinks: list[Sink] = []
     if opts.headless or not opts.serve:
         sinks.append(JsonLinesSink(stdout))
@@ -168,7 +175,7 @@ def open_series_sinks(clf: Classifier, opts: SeriesOptions, source: SeriesSource
         dash = DashboardSink(opts.serve, info={**clf.describe(), "profile": opts.device, "device": device_name(),
                                                "source": source.describe},
                              counters=lambda: {"dropped": source.dropped, "reconnects": source.reconnects},
-                             max_viewers=opts.max_viewers, token=opts.serve_token)
+                             max_viewers=opts.max_viewers, token=opts.serve_token, health=health)
         sinks.append(dash)
         print(f"edgecnn: dashboard on {dash.address}{'?token=TOKEN' if opts.serve_token else ''} "
               f"(plot {dash.address}stream, JSON {dash.address}api/stats)", file=stderr, flush=True)
@@ -187,11 +194,17 @@ def run_series(clf: Classifier, opts: SeriesOptions, source: SeriesSource | None
     stats = RunStats((*STAGES, "total"))
     sinks: list[Sink] = []
     ok = False
+    health: Health | None = None
+    health_server: HealthServer | None = None
     try:
-        sinks = open_series_sinks(clf, opts, source, stdout, stderr)
+        health = Health(opts.stale_after, sources=lambda: [{"source": source.describe, **source.status()}])
+        if opts.health:
+            health_server = HealthServer(opts.health, health)
+            print(f"edgecnn: health on {health_server.address}", file=stderr, flush=True)
+        sinks = open_series_sinks(clf, opts, source, stdout, stderr, health)
         rate = source.sample_rate
         smoother = make_smoother(clf, opts, rate)
-        render = SeriesRenderer(clf, sinks, stats, rate)
+        render = SeriesRenderer(clf, sinks, stats, rate, health)
         interrupted, lost = False, None
         rate_checked = False
         start = stats.start = time.perf_counter()
@@ -231,6 +244,10 @@ def run_series(clf: Classifier, opts: SeriesOptions, source: SeriesSource | None
                 sink.close(ok)
             except EdgeCNNError as e:
                 failed = failed or e
+        if health_server is not None:
+            health_server.close()
+        if health is not None:
+            health.close()
     print(format_series_summary(summary), file=stderr, flush=True)
     if opts.report:
         atomic_write_json(opts.report, summary)

@@ -69,6 +69,7 @@ def run_if_series(args: argparse.Namespace, profile: dict | None,
         resample=args.resample, top_k=args.top_k, headless=args.headless, serve=args.serve,
         max_viewers=args.max_viewers, serve_token=args.serve_token, device=args.device, realtime=args.realtime,
         loop=args.loop, max_windows=args.max_frames, report=args.report, reconnect_timeout=args.reconnect_timeout,
+        health=getattr(args, "health", None), stale_after=getattr(args, "stale_after", 5.0),
     )
     check_series_options(opts)
     source = open_run_series_source(bundle.input, opts)

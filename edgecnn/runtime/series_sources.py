@@ -559,6 +559,7 @@ class SeriesSource:
         self.last_arrival: float | None = None
         self._cond = threading.Condition()
         self._ended = False
+        self._reconnecting = False
         self._stop = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -582,12 +583,21 @@ class SeriesSource:
         span = self.last_arrival - self.first_arrival
         return (self.windows.total - self._first_chunk) / span if span > 1.0 else None
 
+    def status(self) -> dict:
+        """The source's state for /healthz and the dashboard: live, reconnecting, lost or ended."""
+        if self.error:
+            return {"state": "lost"}
+        if self._ended:
+            return {"state": "ended"}
+        return {"state": "reconnecting" if self._reconnecting else "live"}
+
     def _read_chunk(self) -> tuple[np.ndarray | None, float]:
         """The next chunk (None at the end of a file, or a lost live source) and the ms spent reading it."""
         t0 = time.perf_counter()
         chunk = self.reader.read()
         if chunk is None and not self.live:
             self.passes += 1
+            self._ended = not self.loop
             if self.loop and self.windows.total > 0 and self.reader.rewind():
                 chunk = self.reader.read()
         return chunk, 1e3 * (time.perf_counter() - t0)
@@ -612,7 +622,9 @@ class SeriesSource:
                     if not self.live:
                         break
                     since = time.perf_counter()
+                    self._reconnecting = True
                     back = self._reconnect(since)
+                    self._reconnecting = False
                     self.retry_s += time.perf_counter() - since
                     if not back:
                         break
