@@ -12,12 +12,14 @@ Manifest fields (see `validate_manifest` for the exact rules):
 
     schema, name, task="classification", classes[list[str]], created (ISO 8601),
     model:  {name, params, macs, kwargs}
-    input:  {height, width, channels (1|3), color ("GRAY"|"RGB"|"BGR"), resize ("stretch"|"center_crop"),
-             interpolation ("area"|"linear"), scale (multiplier to [0,1]), mean[list], std[list]}
+    input:  {kind "image" (the default when absent), height, width, channels (1|3), color ("GRAY"|"RGB"|"BGR"),
+             resize ("stretch"|"center_crop"), interpolation ("area"|"linear"), scale (pixel multiplier),
+             mean[list], std[list]}
             or, for sensor/audio windows, {kind: "series", channels, length, sample_rate, mean, std,
-             layout: "NC1T", frontend} (edgecnn/series.py; image blocks have no kind or kind "image")
+             layout: "NC1T", frontend} (edgecnn/series.py)
+            or {kind "features", shape[list]: one sample's tensor (an imported model's non-image input)}
     artifacts: [{file, format ("onnx"|"tflite"), precision ("fp32"|"fp16"|"int8"),
-                 layout ("NCHW"|"NHWC"), sha256, size_bytes,
+                 layout ("NCHW"|"NHWC"|"ND": features, the file's own shape), sha256, size_bytes,
                  input:  {name, dtype ("float32"|"float16"|"int8"|"uint8"), quant {scale, zero_point}|null},
                  output: {name, dtype, quant {scale, zero_point}|null, kind: "logits"|"probs"},
                  verified: {dataset, samples, max_abs_diff, top1_agreement, accuracy,
@@ -54,7 +56,9 @@ LABELS = "labels.txt"
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
-LAYOUTS = ("NCHW", "NHWC")
+LAYOUTS = ("NCHW", "NHWC", "ND")  # ND: a features tensor in the file's own shape, fed as is
+INPUT_KINDS = ("image", KIND_SERIES, "features")  # no kind: an image (bundles made before kinds existed)
+MAX_FEATURES = 1 << 24  # values per sample of a features input
 COLORS = ("GRAY", "RGB", "BGR")  # BGR: an imported model that expects OpenCV channel order
 RESIZES = ("stretch", "center_crop")
 INTERPOLATIONS = ("area", "linear")
@@ -145,13 +149,24 @@ def check_relative_path(file: str, where: str) -> None:
                            "(no absolute path, no '..')")
 
 
+def _validate_features(inp: dict, w: str) -> None:
+    shape = _require(inp, "shape", w, list)
+    if not shape or len(shape) > 6 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape):
+        raise _fail(w, f"shape must list 1 to 6 positive integers (one sample, no batch), got {shape!r}")
+    if math.prod(shape) > MAX_FEATURES:
+        raise _fail(w, f"shape {shape} holds more than {MAX_FEATURES} values per sample")
+
+
 def _validate_input(inp: dict, w: str) -> None:
     kind = inp.get("kind", "image")
+    if kind not in INPUT_KINDS:
+        raise _fail(w, f"kind must be one of {'|'.join(INPUT_KINDS)}, got {kind!r}")
     if kind == KIND_SERIES:
         validate_series_input(inp, w)
         return
-    if kind != "image":
-        raise _fail(w, f"kind must be image|series, got {kind!r}")
+    if kind == "features":
+        _validate_features(inp, w)
+        return
     for k in ("height", "width"):
         v = _require(inp, k, w, int)
         if not 1 <= v <= MAX_INPUT_SIDE:
@@ -202,6 +217,9 @@ def validate_manifest(m: Any, where: str = MANIFEST) -> dict:
         _require(a, "format", wa, str, FORMATS)
         _require(a, "precision", wa, str, PRECISIONS)
         _require(a, "layout", wa, str, LAYOUTS)
+        if (a["layout"] == "ND") != (m["input"].get("kind") == "features"):
+            raise _fail(wa, f"layout {a['layout']} does not fit an input of kind {m['input'].get('kind', 'image')} "
+                            "(features: ND; images: NCHW or NHWC)")
         if not _SHA256.fullmatch(_require(a, "sha256", wa, str)):
             raise _fail(wa, "sha256 must be 64 lowercase hex digits")
         if _require(a, "size_bytes", wa, int) <= 0:

@@ -194,6 +194,31 @@ def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
+def preprocess_features(x: Any, spec: dict) -> np.ndarray:
+    """A features input (manifest `input.kind` "features") -> float32 batch (N, *shape).
+
+    One sample in the model's shape, or a batch of them; numbers only, finite. The values are fed as
+    they are: they are in the model's float domain (integer model inputs are quantized by the backend
+    with the file's own scale and zero point)."""
+    shape = tuple(int(v) for v in spec["shape"])
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise EdgeCNNError(f"features must be numbers, got dtype {arr.dtype}")
+    if arr.shape == shape:
+        arr = arr[None]
+    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape or len(arr) == 0:
+        raise EdgeCNNError(f"features must have shape {list(shape)} (one sample) or [N, {', '.join(map(str, shape))}], "
+                           f"got {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise EdgeCNNError("features contain NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def input_kind(spec: dict) -> str:
+    """A manifest input block's kind; bundles made before kinds existed are images."""
+    return str(spec.get("kind", "image"))
+
+
 def load_sample(path: str, spec: dict) -> Any:
     """A bundle's sample file: an image (PNG), or for a series bundle a CSV window (samples x channels)."""
     if is_series(spec):
@@ -211,8 +236,11 @@ def preprocess_item(item: Any, spec: dict, color_order: str = "BGR") -> np.ndarr
     return preprocess(item, spec, color_order)
 
 
-def model_input_shape(spec: dict) -> tuple[int, int, int]:
-    """The model's per-sample float32 input (C, H, W) for any manifest `input` block (image or series)."""
+def model_input_shape(spec: dict) -> tuple[int, ...]:
+    """The model's per-sample float32 input (C, H, W) for any manifest `input` block (image or series);
+    a features block's own shape."""
+    if spec.get("kind") == "features":
+        return tuple(int(v) for v in spec["shape"])
     if is_series(spec):
         return model_shape(spec)
     return int(spec["channels"]), int(spec["height"]), int(spec["width"])
@@ -220,6 +248,8 @@ def model_input_shape(spec: dict) -> tuple[int, int, int]:
 
 def describe_input(spec: dict) -> str:
     """One line for reports: what the model takes and how it is normalized."""
+    if spec.get("kind") == "features":
+        return f"features of shape {list(spec['shape'])} (fed from arrays as they are, no image preprocessing)"
     if is_series(spec):
         c, _, t = model_shape(spec)
         rate = f" at {spec['sample_rate']:g} Hz" if spec.get("sample_rate") else ""

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..cli_vocab import hidden_alias
+from .import_spec import PRESETS as PRESET_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,14 +71,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--labels", required=True, help="class names, one per line (or Teachable Machine '0 Name')")
     i.add_argument("--size", metavar="HxW", help="input size (default: read from the file)")
     i.add_argument("--channels", type=int, choices=(1, 3), help="input channels (default: read from the file)")
-    i.add_argument("--mean", type=float, nargs="+", help="per-channel mean after scaling pixels to [0,1] "
-                   "(default 0; Teachable Machine 0.5)")
-    i.add_argument("--std", type=float, nargs="+", help="per-channel std (default 1; Teachable Machine 0.5)")
+    i.add_argument("--mean", type=float, nargs="+", help="per-channel mean after scaling pixels by --scale "
+                   "(default: read from an integer input's quantization; float inputs 0, Teachable Machine 0.5)")
+    i.add_argument("--std", type=float, nargs="+", help="per-channel std (default: from the quantization; float 1)")
+    i.add_argument("--scale", type=float, help="pixel multiplier before --mean/--std (default 1/255)")
+    i.add_argument("--preset", choices=sorted(PRESET_NAMES), help="a named convention: teachable-machine, or a "
+                   "Keras applications family (keras-mobilenet: -1..1, keras-resnet/keras-vgg: BGR minus the "
+                   "ImageNet mean, keras-densenet: ImageNet mean/std, keras-efficientnet: raw 0..255, ...)")
+    i.add_argument("--kind", choices=("image", "features"), help="what the input is (default: read from the "
+                   "file: an image batch whose range is a pixel range, else features fed from .npy arrays)")
     i.add_argument("--color", choices=("RGB", "BGR", "GRAY"), help="channel order the model expects "
                    "(default RGB, or GRAY for 1 channel)")
     i.add_argument("--resize", choices=("stretch", "center_crop"), help="default stretch (Teachable Machine: "
                    "center_crop)")
-    i.add_argument("--data", help="dataset whose test split measures accuracy (e.g. folder:PATH)")
+    i.add_argument("--data", help="dataset that measures accuracy (a flat folder:PATH is used whole; its test "
+                   "split otherwise); for a features model an .npz with arrays x and y")
     i.add_argument("--data-root", help="where datasets live")
     i.add_argument("--eval-limit", dest="samples", type=int, metavar="N",
                    help="measure on N test images (default: all)")
@@ -143,7 +151,8 @@ def _import_model(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path("export") / Path(args.files[0]).stem)
     import_model(args.files, out, labels=args.labels, size=parse_size(args.size), channels=args.channels,
-                 mean=args.mean, std=args.std, color=args.color, resize=args.resize, data=args.data,
+                 mean=args.mean, std=args.std, scale=args.scale, preset=args.preset, kind=args.kind,
+                 color=args.color, resize=args.resize, data=args.data,
                  data_root=args.data_root, samples=args.samples, name=args.name, force=args.force, log=_log)
     return 0
 

@@ -30,6 +30,15 @@ import numpy as np
 from ..bundle import SCHEMA, Artifact, artifact_record, write_manifest
 from ..errors import EdgeCNNError
 from ..utils import first_line, sha256_file, staged_directory
+from .import_spec import (
+    PIXEL_RANGES,
+    PRESETS,
+    contradiction,
+    describe_range,
+    from_quant,
+    load_features_data,
+    preset_spec,
+)
 
 TM_FILES = ("model_unquant.tflite", "model.tflite")
 _TM_LINE = re.compile(r"^(\d+)\s+(.+)$")
@@ -199,13 +208,143 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return (g[0], g[-1])
 
 
+KINDS = ("image", "features")
+
+
+def _classifier_check(p: Path, io: dict, n_classes: int, labels: str | Path) -> None:
+    """Refuse a file that is not a classifier (the reason first), then a class count that is not the labels'."""
+    out, inp = io["out_shape"], io["in_shape"]
+    flat = len(out) == 2 or (len(out) == 4 and out[1:3] == [1, 1])
+    if not flat or (out[0] not in (1, None) and len(out) == 2 and out[0] != inp[0]):
+        raise EdgeCNNError(f"{p}: not a classifier: its output has shape {out}, not [1, classes] "
+                           f"(`edgecnn profile {p}` still measures it)")
+    n_out = out[-1]
+    if n_out is not None and n_out != n_classes and list(out) == list(inp):
+        raise EdgeCNNError(f"{p}: not a classifier: its output {out} has the shape of its input (an "
+                           "autoencoder or a regressor), not [1, classes]")
+    if n_out is not None and n_out != n_classes:
+        raise EdgeCNNError(f"{p}: the model outputs {n_out} classes but {Path(labels).name} lists {n_classes}")
+
+
+def _image_axes(shape: list, channels: int | None) -> bool:
+    """Can this input shape be an image batch (4-D, a channel axis of 1 or 3 first or last)?"""
+    return len(shape) == 4 and any(c in (1, 3) and (channels is None or c == channels) for c in (shape[1], shape[3]))
+
+
+def _input_kind(p: Path, io: dict, kind: str | None, image_flags: bool, channels: int | None,
+                log: Callable[[str], None]) -> str:
+    """image or features: what the user said, else what the file's input is."""
+    shape = io["in_shape"]
+    if kind == "image" and not _image_axes(shape, channels):
+        raise EdgeCNNError(f"{p}: input shape {shape} is not an image batch (4-D with 1 or 3 channels); "
+                           "import it as --kind features")
+    if kind is not None:
+        return kind
+    if not _image_axes(shape, channels):
+        log(f"{p.name}: input {shape} {io['input']['dtype']} is not an image batch: imported as features "
+            "(fed from .npy arrays)")
+        return "features"
+    q = io["input"]["quant"]
+    if q is not None and not image_flags and from_quant(io["input"]["dtype"], q) is None:
+        log(f"{p.name}: input {shape} {io['input']['dtype']} (scale {q['scale']:.6g}, zero point {q['zero_point']}) "
+            f"represents {describe_range(io['input']['dtype'], q)}, not a pixel range: imported as features "
+            "(--kind image, with --preset or --mean/--std, imports it as an image)")
+        return "features"
+    return "image"
+
+
+def _normalization(paths: list[Path], ios: list[dict], c: int, *, mean: Sequence[float] | None,
+                   std: Sequence[float] | None, scale: float | None, preset: str | None, teachable: bool,
+                   log: Callable[[str], None]) -> tuple[dict, str, str | None]:
+    """({color, scale, mean, std, resize}, how it was decided, a note) for an image input.
+
+    What the user states (--preset, --mean/--std/--scale) must fit every integer file's quantization;
+    without it the quantization says the range; float files with nothing stated get Teachable Machine's
+    convention when recognized, else [0, 1] with a note."""
+    if (mean is None) != (std is None):
+        raise EdgeCNNError("give both --mean and --std, or neither")
+    if preset and mean is not None:
+        raise EdgeCNNError("give --preset or --mean/--std, not both")
+    if teachable and preset is None and mean is None and scale is None:
+        preset = "teachable-machine"
+    said = None
+    if preset:
+        spec = preset_spec(preset, c)
+        how, said = f"preset {preset}", f"--preset {preset}"
+        if scale is not None:
+            spec["scale"] = float(scale)
+    elif mean is not None or scale is not None:
+        mean = list(mean) if mean is not None else [0.0]
+        std = list(std) if std is not None else [1.0]
+        for name, v in (("--mean", mean), ("--std", std)):
+            if len(v) not in (1, c):
+                raise EdgeCNNError(f"{name} takes 1 or {c} values for a {c}-channel input, got {len(v)}")
+        spec = {"scale": float(scale) if scale is not None else 1.0 / 255.0,
+                "mean": mean * c if len(mean) == 1 else mean, "std": std * c if len(std) == 1 else std}
+        how = "given"
+        said = " ".join(f"{flag} {' '.join(f'{x:g}' for x in vals)}" for flag, vals in
+                        (("--scale", [scale] if scale is not None else []), ("--mean", mean if mean else []),
+                         ("--std", std if std else [])) if vals)
+    else:
+        spec, how = {}, ""
+    ints = [(p, io) for p, io in zip(paths, ios) if io["input"]["quant"] is not None]
+    if said:
+        for p, io in ints:
+            why = contradiction(io["input"]["dtype"], io["input"]["quant"], spec["scale"], spec["mean"], spec["std"])
+            if why:
+                raise EdgeCNNError(f"{p.name}: {said} {why}; leave them out (the file says how to feed it) or fix them")
+        return spec, how, None
+    if ints:
+        found = []
+        for p, io in ints:
+            dt, q = io["input"]["dtype"], io["input"]["quant"]
+            r = from_quant(dt, q)
+            if r is None:
+                raise EdgeCNNError(f"{p.name}: its {dt} input (scale {q['scale']:.6g}, zero point {q['zero_point']}) "
+                                   f"represents {describe_range(dt, q)}, not a pixel range edgecnn knows "
+                                   f"({', '.join(PIXEL_RANGES)}): say how pixels map with --preset or --mean/--std/--scale")
+            found.append((p, r))
+            log(f"{p.name}: {dt} input scale {q['scale']:.6g}, zero point {q['zero_point']} represents "
+                f"{describe_range(dt, q)}: pixels are fed as {r[0]} (read from the file's quantization)")
+        if len({r[0] for _, r in found}) > 1:
+            raise EdgeCNNError("the imported files' input quantizations disagree ("
+                               + ", ".join(f"{p.name}: {r[0]}" for p, r in found) + "); import them separately")
+        one = found[0][1][1]
+        return {"scale": one["scale"], "mean": [one["mean"]] * c, "std": [one["std"]] * c}, \
+            f"quantization ({found[0][1][0]})", None
+    note = ("float input and no normalization stated: assumed pixels scaled to [0, 1] (mean 0, std 1); if the "
+            "model was trained on another range, import again with --preset NAME (e.g. keras-mobilenet: -1..1) "
+            "or --mean/--std/--scale")
+    log(f"note: {note}")
+    return {"scale": 1.0 / 255.0, "mean": [0.0] * c, "std": [1.0] * c}, "assumed", note
+
+
+def _eval_data(data: str, data_root: str | None, classes: list[str], kind: str, spec: dict,
+               samples: int | None) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """(inputs, labels, dataset name, split) to measure an imported model on."""
+    if kind == "features":
+        x, y = load_features_data(data, spec["shape"], len(classes))
+        if samples is not None and samples < len(y):
+            idx = np.sort(np.random.default_rng(0).choice(len(y), size=samples, replace=False))
+            x, y = x[idx], y[idx]
+        return x, y, Path(data).name, "all"
+    from ..data import evaluation_split, load_dataset, preprocessed
+
+    ds = load_dataset(data, data_root, classes=classes, channels=int(spec["channels"]))
+    if len(ds.classes) != len(classes):
+        raise EdgeCNNError(f"dataset '{data}' has {len(ds.classes)} classes, the labels {len(classes)}")
+    split = evaluation_split(ds)  # a flat folder is used whole, as eval and verify do
+    x, y = preprocessed(ds, split, spec, samples)
+    return x, y, ds.name, split
+
+
 def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | Path, size: tuple[int, int] | None = None,
                  channels: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 scale: float | None = None, preset: str | None = None, kind: str | None = None,
                  color: str | None = None, resize: str | None = None, data: str | None = None,
                  data_root: str | None = None, samples: int | None = None, name: str | None = None,
                  force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path."""
-    from ..data import load_dataset, preprocessed
     from .api import _check_out_dir, tool_versions
     from .module import input_spec
 
@@ -221,54 +360,74 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         raise EdgeCNNError("two imported files have the same name; rename one")
     if channels is not None and channels not in (1, 3):
         raise EdgeCNNError(f"--channels must be 1 or 3, got {channels}")
+    if kind is not None and kind not in KINDS:
+        raise EdgeCNNError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if preset is not None and preset not in PRESETS:
+        raise EdgeCNNError(f"unknown --preset '{preset}'; known: {', '.join(PRESETS)}")
     classes, labels_format = read_labels(labels)
     teachable = labels_format == "teachable-machine" and all(p.suffix == ".tflite" for p in paths)
-    if teachable:
-        log("Teachable Machine export recognized (labels '0 Name'): center crop, RGB, inputs scaled to [-1, 1] "
-            "unless flags say otherwise")
+    image_flags = [f for f, v in (("--size", size), ("--channels", channels), ("--mean", mean), ("--std", std),
+                                  ("--scale", scale), ("--preset", preset), ("--color", color),
+                                  ("--resize", resize)) if v is not None]
 
-    ios, layout_info = [], []
+    ios, kinds = [], []
     for p in paths:
         io = _onnx_io(p) if p.suffix.lower() == ".onnx" else _tflite_io(p)
-        n_out = io["out_shape"][-1] if io["out_shape"] else None
-        if len(io["out_shape"]) not in (1, 2) and not (len(io["out_shape"]) == 4 and io["out_shape"][1:3] == [1, 1]):
-            raise EdgeCNNError(f"{p}: output shape {io['out_shape']} is not (N, classes)")
-        if n_out is not None and n_out != len(classes):
-            raise EdgeCNNError(f"{p}: the model outputs {n_out} classes but {Path(labels).name} lists {len(classes)}")
-        lay = _layout(p, io["in_shape"], channels, size, io["format"])
-        if layout_info and lay[1:] != layout_info[0][1:]:
-            raise EdgeCNNError(f"{p}: input {lay[1]}x{lay[2][0]}x{lay[2][1]} differs from {paths[0].name}'s "
-                               f"{layout_info[0][1]}x{layout_info[0][2][0]}x{layout_info[0][2][1]}")
+        _classifier_check(p, io, len(classes), labels)
         ios.append(io)
-        layout_info.append(lay)
-    c, (h, w) = layout_info[0][1], layout_info[0][2]
-    normalization = "given" if mean is not None and std is not None else "assumed"
-    if mean is None or std is None:
-        if mean is not None or std is not None:
-            raise EdgeCNNError("give both --mean and --std, or neither")
-        mean, std = ([0.5] * c, [0.5] * c) if teachable else ([0.0] * c, [1.0] * c)
-        if not teachable:
-            log("note: no --mean/--std given: assuming the model takes pixels scaled to [0, 1]")
-    mean = list(mean) * c if len(mean) == 1 else list(mean)
-    std = list(std) * c if len(std) == 1 else list(std)
-    spec = input_spec((c, h, w), mean, std, color, resize or ("center_crop" if teachable else "stretch"))
+        kinds.append(_input_kind(p, io, kind, bool(image_flags), channels, log))
+    if len(set(kinds)) > 1:
+        raise EdgeCNNError("the imported files take different kinds of input ("
+                           + ", ".join(f"{p.name}: {k}" for p, k in zip(paths, kinds)) + "); import them separately")
+    kind = kinds[0]
+    normalization, note = "none", None
+    if kind == "features":
+        if image_flags:
+            raise EdgeCNNError(f"{', '.join(image_flags)}: image options, but the input is features "
+                               f"(shape {ios[0]['in_shape']}); leave them out")
+        shapes = [[int(v) if v else 1 for v in io["in_shape"][1:]] for io in ios]
+        if any(s != shapes[0] for s in shapes):
+            raise EdgeCNNError("the imported files take different input shapes: "
+                               + ", ".join(f"{p.name}: {s}" for p, s in zip(paths, shapes)))
+        spec = {"kind": "features", "shape": shapes[0]}
+        layouts = ["ND"] * len(paths)
+        probe_shape = (1, *shapes[0])
+        log(f"input: features {shapes[0]}, fed as given (values in the model's float domain; integer "
+            "inputs are quantized with the file's scale and zero point)")
+    else:
+        if teachable:
+            log("Teachable Machine export recognized (labels '0 Name'): center crop, RGB, inputs scaled to [-1, 1] "
+                "unless flags say otherwise")
+        layout_info = []
+        for p, io in zip(paths, ios):
+            lay = _layout(p, io["in_shape"], channels, size, io["format"])
+            if layout_info and lay[1:] != layout_info[0][1:]:
+                raise EdgeCNNError(f"{p}: input {lay[1]}x{lay[2][0]}x{lay[2][1]} differs from {paths[0].name}'s "
+                                   f"{layout_info[0][1]}x{layout_info[0][2][0]}x{layout_info[0][2][1]}")
+            layout_info.append(lay)
+        c, (h, w) = layout_info[0][1], layout_info[0][2]
+        norm, normalization, note = _normalization(paths, ios, c, mean=mean, std=std, scale=scale, preset=preset,
+                                                   teachable=teachable, log=log)
+        spec = input_spec((c, h, w), norm["mean"], norm["std"], color or (norm.get("color") if c == 3 else None),
+                          resize or norm.get("resize") or ("center_crop" if teachable else "stretch"))
+        spec["scale"] = float(norm["scale"])
+        layouts = [lay[0] for lay in layout_info]
+        probe_shape = (1, c, h, w)
+        log(f"input: {c}x{h}x{w} {spec['color']}, pixels x {spec['scale']:.6g}, mean {spec['mean']}, "
+            f"std {spec['std']} ({normalization})")
 
     x = y = None
-    ds_name = None
+    ds_name = split = None
     if data:
-        ds = load_dataset(data, data_root) if data_root else load_dataset(data)
-        if len(ds.classes) != len(classes):
-            raise EdgeCNNError(f"dataset '{data}' has {len(ds.classes)} classes, the labels {len(classes)}")
-        x, y = preprocessed(ds, "test", spec, samples)
-        ds_name = ds.name
+        x, y, ds_name, split = _eval_data(data, data_root, classes, kind, spec, samples)
     out = Path(out)
     source_sha = sha256_file(paths[0])
     _check_out_dir(out, source_sha, force, log)
 
     with staged_directory(out) as stage:
         artifacts, outputs = [], []
-        probe = x if x is not None else np.zeros((1, c, h, w), np.float32)
-        for p, io, (layout, _, _) in zip(paths, ios, layout_info):
+        probe = x if x is not None else np.zeros(probe_shape, np.float32)
+        for p, io, layout in zip(paths, ios, layouts):
             _copy_model(p, stage / p.name, io["format"])
             rec = artifact_record(stage, p.name, format=io["format"], precision=_precision(io), layout=layout,
                                   input=io["input"], output={**io["output"], "kind": "logits"})
@@ -281,18 +440,23 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
             log(f"{p.name}: {io['format']} {rec['precision']} {layout} input '{io['input']['name']}' "
                 f"{io['input']['dtype']}{' quant ' + str(io['input']['quant']) if io['input']['quant'] else ''}, "
                 f"output '{io['output']['name']}' {io['output']['dtype']} ({rec['output']['kind']})")
+        # The reference of an imported bundle is its float file (the first fp32 one; else the first file):
+        # int8 files are measured against it as exported ones are against PyTorch.
+        ref_i = next((i for i, a in enumerate(artifacts) if a["precision"] == "fp32"), 0)
         for rec, raw in zip(artifacts, outputs):
             if x is None:
                 rec["verified"] = None
                 continue
-            v = {"dataset": ds_name, "split": "test", "samples": int(len(y)),
-                 "accuracy": round(float((raw.argmax(1) == y).mean()), 6), "max_abs_diff": None,
-                 "top1_agreement": None, "reference_accuracy": None, "drop_points": None}
+            acc = round(float((raw.argmax(1) == y).mean()), 6)
+            ref_acc = round(float((outputs[ref_i].argmax(1) == y).mean()), 6)
+            v = {"dataset": ds_name, "split": split, "samples": int(len(y)), "accuracy": acc, "max_abs_diff": None,
+                 "top1_agreement": None, "reference": artifacts[ref_i]["file"], "reference_accuracy": ref_acc,
+                 "drop_points": round(100.0 * (ref_acc - acc), 3)}
             if len(artifacts) > 1:
                 v["agreement_with"] = artifacts[0]["file"]
                 v["agreement_with_first"] = round(float((raw.argmax(1) == outputs[0].argmax(1)).mean()), 6)
             rec["verified"] = v
-            log(f"{rec['file']}: accuracy {100 * v['accuracy']:.2f}% on {len(y)} {ds_name} test images"
+            log(f"{rec['file']}: accuracy {100 * v['accuracy']:.2f}% on {len(y)} {ds_name} {split} samples"
                 + (f", top-1 agreement with {artifacts[0]['file']} {100 * v['agreement_with_first']:.2f}%"
                    if len(artifacts) > 1 else ""))
         manifest = {
@@ -302,9 +466,9 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
             "input": spec, "artifacts": artifacts,
             "source": {"checkpoint": None, "imported": [p.name for p in paths], "sha256": source_sha,
                        "dataset": ds_name, "accuracy": None, "labels_format": labels_format,
-                       "teachable_machine": teachable,
-                       "normalization": normalization},
-            "verification": {"dataset": ds_name, "split": "test", "samples": int(len(y)) if y is not None else 0,
+                       "teachable_machine": teachable, "normalization": normalization,
+                       **({"normalization_note": note} if note else {})},
+            "verification": {"dataset": ds_name, "split": split, "samples": int(len(y)) if y is not None else 0,
                              "max_drop_points": None, "accuracy_measured": x is not None},
             "calibration": None, "samples": [], "tool_versions": tool_versions(),
         }
@@ -312,5 +476,6 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
 
         write_report(stage, manifest)
         write_manifest(stage, manifest)
-    log(f"bundle written: {out}" + ("" if data else " (accuracy not measured: pass --data)"))
+    log(f"bundle written: {out}" + ("" if data else " (accuracy not measured: pass --data, or later "
+                                               f"`edgecnn verify {out} --data D --write`)"))
     return out

@@ -24,12 +24,19 @@ def format_table(rows: list[dict]) -> str:
             a["precision"],
             f"{a['size_bytes'] / 1024:.1f} KiB",
             "n/a" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.3g}",
-            pct(v.get("top1_agreement")),
+            pct(v.get("top1_agreement")) if v.get("top1_agreement") is not None or v.get("agreement_with_first") is None
+            else f"{pct(v['agreement_with_first'])} (vs {v.get('agreement_with', 'first file')})",
             pct(v.get("accuracy")),
             "n/a" if v.get("drop_points") is None else f"{v['drop_points']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _input_line(inp: dict, src: dict) -> str:
+    how = f" (normalization: {src['normalization']})" if src.get("normalization") else ""
+    return (f"Input: {describe_input(inp)}{how}. "
+            + (f"Note: {src['normalization_note']} " if src.get("normalization_note") else ""))
 
 
 def render_report(manifest: dict) -> str:
@@ -43,7 +50,7 @@ def render_report(manifest: dict) -> str:
            else "parameters not counted: imported file") + "), "
         f"{len(manifest['classes'])} classes, exported {manifest['created']}.",
         _source_line(src),
-        f"Input: {describe_input(inp)}. "
+        _input_line(inp, src)
         + ("ONNX files take NCHW, TFLite files NHWC; all output logits." if not src.get("imported") else
            "Layout and output kind (logits or probabilities) per file, as read from the file: "
            + ", ".join(f"`{a['file']}` {a['layout']} {a['output'].get('kind', 'logits')}"

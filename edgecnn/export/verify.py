@@ -20,6 +20,10 @@ from .report import format_table, write_report  # report never imports verify: n
 
 def artifact_logits(artifact: Artifact, x_nchw: np.ndarray) -> np.ndarray:
     """float32 logits of one bundle artifact (onnxruntime or ai_edge_litert, CPU)."""
+    if artifact.layout == "ND":  # an imported features model: the runtime's backend, batch as the file takes it
+        from ..runtime.backends import open_backend
+
+        return open_backend(artifact, "onnxruntime" if artifact.format == "onnx" else "litert", threads=1).infer(x_nchw)
     if artifact.format == "onnx":
         from .onnx import run_onnx
 
@@ -101,7 +105,10 @@ def source_checkpoint(manifest: dict, checkpoint: str | Path | None) -> Path | N
     return None
 
 
-def _reference_model(manifest: dict, checkpoint: str | Path | None, log) -> object | None:
+def _reference_model(manifest: dict, checkpoint: str | Path | None, log) -> tuple[object, dict, Path] | None:
+    """(model, checkpoint dict, its path), or None (accuracy only)."""
+    if (manifest.get("source") or {}).get("imported") and checkpoint is None:
+        return None  # an imported bundle: its reference is its own float file
     ckpt_path = source_checkpoint(manifest, checkpoint)
     if ckpt_path is None:
         log("source checkpoint not found (pass --checkpoint): measuring accuracy only")
@@ -111,7 +118,86 @@ def _reference_model(manifest: dict, checkpoint: str | Path | None, log) -> obje
     except ImportError:
         log("torch is not installed: measuring accuracy only")
         return None
-    return model_from_checkpoint(read_checkpoint(ckpt_path))
+    ckpt = read_checkpoint(ckpt_path)
+    return model_from_checkpoint(ckpt), ckpt, ckpt_path
+
+
+# The input fields that decide what a model is fed; floats compared with a relative tolerance.
+_INPUT_FIELDS = ("kind", "height", "width", "channels", "color", "resize", "interpolation", "scale", "mean", "std")
+
+
+def check_input_block(manifest_input: dict, ckpt_input: dict | None, where: str, ckpt_path: Path) -> None:
+    """Raise (one line naming the field and both values) when the manifest's input block is not the
+    checkpoint's: PyTorch and the artifacts fed the same drifted preprocessing would agree perfectly."""
+    if not isinstance(ckpt_input, dict):
+        return
+    for k in _INPUT_FIELDS:
+        got, want = manifest_input.get(k, "image" if k == "kind" else None), \
+            ckpt_input.get(k, "image" if k == "kind" else None)
+        if want is None:
+            continue
+        same = (np.allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-5, atol=1e-9)
+                if isinstance(want, (int, float, list)) and not isinstance(want, bool)
+                and np.shape(got) == np.shape(want) else got == want)
+        if not same:
+            raise EdgeCNNError(f"{where}: input.{k} is {got} but the checkpoint {ckpt_path.name} was trained with "
+                               f"{want}: the bundle's preprocessing differs from the model's (restore it or export again)")
+
+
+def check_recorded(file: str, old: dict | None, rec: dict, max_drop: float) -> None:
+    """Raise when an artifact's accuracy fell below the figure recorded for the same data in the manifest."""
+    old = old or {}
+    if old.get("dataset") != rec["dataset"] or old.get("split", "test") != rec["split"] \
+            or not isinstance(old.get("accuracy"), (int, float)):
+        return
+    acc, n = float(old["accuracy"]), int(old.get("samples") or rec["samples"])
+    drop = 100.0 * (acc - rec["accuracy"])
+    tol = 0.0
+    if n != rec["samples"]:  # 3 standard errors of the smaller sample
+        p, m = min(max(acc, 0.0), 1.0), max(1, min(n, rec["samples"]))
+        tol = 300.0 * math.sqrt(max(p * (1 - p), 1.0 / m) / m)
+    if drop > max_drop + tol:
+        raise EdgeCNNError(f"{file}: accuracy {100 * rec['accuracy']:.2f}% on {rec['samples']} {rec['dataset']} "
+                           f"{rec['split']} samples vs {100 * acc:.2f}% recorded in manifest.json: drop {drop:.2f} "
+                           f"points > --max-drop {max_drop:g}" + (f" + {tol:.2f} sampling tolerance" if tol else "")
+                           + " (the bundle changed since it was verified: check its input block)")
+
+
+def _verify_data(b, dataset: str, data_root: str | None, split: str | None, samples: int | None,
+                 trained_on: str | None) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """(inputs, labels, split, size of the whole split) for a bundle: images from a dataset, features from .npz."""
+    if b.input.get("kind") == "features":
+        from .import_spec import load_features_data
+
+        x, y = load_features_data(dataset, b.input["shape"], len(b.classes))
+        full = len(y)
+        if samples is not None and samples < len(y):
+            idx = np.sort(np.random.default_rng(0).choice(len(y), size=samples, replace=False))
+            x, y = x[idx], y[idx]
+        return x, y, "all", full
+    from ..data import evaluation_split, load_dataset, preprocessed
+
+    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
+    if len(ds.classes) != len(b.classes):
+        raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
+    split = split or evaluation_split(ds, trained_on=trained_on)
+    x, y = preprocessed(ds, split, b.input, samples)
+    return x, y, split, len(ds.split(split)[1])
+
+
+def _imported_agreement(b, records: list[dict], outputs: list[np.ndarray], y: np.ndarray) -> None:
+    """An imported bundle's files: top-1 agreement with the first file, and (where no recorded figure
+    was found) the drop against its float file measured now, as import-model records it."""
+    arts = [a.info for a in b.artifacts]
+    ref_i = next((i for i, a in enumerate(arts) if a["precision"] == "fp32"), 0)
+    ref_acc = round(float((outputs[ref_i].argmax(1) == y).mean()), 6)
+    for rec, out in zip(records, outputs):
+        if len(arts) > 1:
+            rec["agreement_with"] = arts[0]["file"]
+            rec["agreement_with_first"] = round(float((out.argmax(1) == outputs[0].argmax(1)).mean()), 6)
+        if rec.get("reference_accuracy") is None:
+            rec.update(reference=arts[ref_i]["file"], reference_accuracy=ref_acc,
+                       drop_points=round(100.0 * (ref_acc - rec["accuracy"]), 3))
 
 
 def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str | None = None,
@@ -124,37 +210,45 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
     manifest's (atomically).
     """
     from ..bundle import Bundle, write_manifest
-    from ..data import evaluation_split, load_dataset, preprocessed
 
     b = Bundle.load(bundle)
     b.check_integrity()
     manifest = b.manifest
+    imported = bool((manifest.get("source") or {}).get("imported"))
     dataset = data or (manifest.get("verification") or {}).get("dataset") or (manifest.get("source") or {}).get("dataset")
     if not dataset:
         raise EdgeCNNError(f"{b.path}: manifest names no dataset; pass --data")
-    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
-    if len(ds.classes) != len(b.classes):
-        raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
-    split = split or evaluation_split(ds, trained_on=(manifest.get("source") or {}).get("dataset"))
-    x, y = preprocessed(ds, split, b.input, samples)
+    if b.input.get("kind") == "features" and not data:
+        raise EdgeCNNError(f"{b.path}: a features bundle is verified on an .npz of arrays x and y: pass --data FILE.npz")
+    x, y, split, test_size = _verify_data(b, dataset, data_root, split, samples,
+                                          (manifest.get("source") or {}).get("dataset"))
+    if b.input.get("kind") == "features":
+        dataset = Path(dataset).name
     if len(y) == 0:
         raise EdgeCNNError(f"split '{split}' of '{dataset}' is empty")
-    log(f"verifying on {len(y)} images of {dataset}/{split}")
-    model = _reference_model(manifest, checkpoint, log)
-    reference = torch_logits(model, x) if model is not None else None
-    records = []
-    test_size = len(ds.split(split)[1])
+    log(f"verifying on {len(y)} {'samples' if b.input.get('kind') == 'features' else 'images'} of {dataset}/{split}")
+    found = _reference_model(manifest, checkpoint, log)
+    if found is not None:
+        check_input_block(b.input, found[1].get("input"), str(b.path / "manifest.json"), found[2])
+    reference = torch_logits(found[0], x) if found is not None else None
+    records, outputs = [], []
     for a in b.artifacts:
-        rec = measure(_artifact_logits_checked(a, x, len(b.classes)), y, reference, dataset=dataset, split=split)
+        logits = _artifact_logits_checked(a, x, len(b.classes))
+        rec = measure(logits, y, reference, dataset=dataset, split=split)
         if reference is None:
             # Accuracy-only (the normal case on a device): the manifest's recorded PyTorch accuracy
-            # measures the drop; with nothing recorded for this data there is nothing to verify against.
+            # measures the drop; with nothing recorded for this data there is nothing to verify against
+            # (an imported bundle measures its files against its own float file instead, below).
             ref = recorded_reference(a.info, manifest, dataset, split)
-            if ref is None:
+            if ref is not None:
+                apply_recorded_reference(rec, ref, test_size)
+            elif not imported:
                 raise EdgeCNNError(f"{a.info['file']}: no PyTorch model here and no recorded accuracy on "
                                    f"'{dataset}' to compare with; pass --checkpoint")
-            apply_recorded_reference(rec, ref, test_size)
         records.append(rec)
+        outputs.append(logits)
+    if imported:
+        _imported_agreement(b, records, outputs, y)
     rows = [{**a.info, "verified": r} for a, r in zip(b.artifacts, records)]
     tflm = None
     if manifest.get("tflm"):  # the TensorFlow Lite Micro model, run in the TFLM interpreter
@@ -164,6 +258,7 @@ def verify_bundle(bundle: str | Path, *, data: str | None = None, data_root: str
     log(format_table(rows + ([table_row({**manifest["tflm"], "verified": tflm})] if tflm else [])))
     for a, r in zip(b.artifacts, records):
         check_drop(a.info["file"], r, max_drop)
+        check_recorded(a.info["file"], a.info.get("verified"), r, max_drop)
     if tflm:
         check_drop(f"{manifest['tflm']['model']} in the TFLM interpreter", tflm, max_drop)
     if write:

@@ -30,9 +30,10 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
     """Raise EdgeCNNError (one line) when the backend's model disagrees with the manifest."""
     art = backend.artifact
     file = art.info["file"]
-    want = expected_input_shape(input_spec, art.layout)
+    features = input_spec.get("kind") == "features"
+    want = model_input_shape(input_spec) if features else expected_input_shape(input_spec, art.layout)
     shape = getattr(backend, "input_shape", None)
-    if shape is not None and len(shape) == 4:
+    if shape is not None and len(shape) == len(want) + 1:
         got = tuple(shape[1:])
         if any(g > 0 and g != e for g, e in zip(got, want)):
             shown = "x".join("?" if g <= 0 else str(g) for g in got)
@@ -40,23 +41,24 @@ def check_model_matches_manifest(backend: Any, classes: list[str], input_spec: d
                 f"{file}: the model takes {art.layout} input {shown}, the manifest says "
                 f"{'x'.join(map(str, want))} (input block or layout does not match this model)"
             )
-    elif shape is not None and len(shape) != 4:
-        raise EdgeCNNError(f"{file}: the model's input has shape {tuple(shape)}, not a 4-D image batch")
-    c, h, w = model_input_shape(input_spec)
-    probe = np.zeros((1, c, h, w), np.float32)
+    elif shape is not None:
+        raise EdgeCNNError(f"{file}: the model's input has shape {tuple(shape)}, not "
+                           + (f"a batch of {list(want)} features" if features else "a 4-D image batch"))
+    probe = np.zeros((1, *model_input_shape(input_spec)), np.float32)
+    shown_in = "x".join(map(str, probe.shape[1:]))
     try:
         logits = backend.infer(probe)
     except EdgeCNNError:
         raise
     except Exception as e:  # engines raise their own types; report them as one line
         raise EdgeCNNError(
-            f"{file}: the model does not run on the manifest's input {c}x{h}x{w} ({type(e).__name__}: "
+            f"{file}: the model does not run on the manifest's input {shown_in} ({type(e).__name__}: "
             f"{first_line(e)})"
         ) from None
     n = int(np.asarray(logits).reshape(1, -1).shape[1])
     if n != len(classes):
-        raise EdgeCNNError(f"{file}: the model outputs {n} values per image, the manifest lists "
-                           f"{len(classes)} classes")
+        raise EdgeCNNError(f"{file}: the model outputs {n} values per {'sample' if features else 'image'}, "
+                           f"the manifest lists {len(classes)} classes")
     if not np.isfinite(logits).all():
         raise EdgeCNNError(f"{file}: the model's output on a neutral input is not finite (NaN/inf weights?)")
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
-from ..preprocess import preprocess, softmax
+from ..preprocess import input_kind, preprocess, preprocess_features, softmax
 from ..series import is_series, preprocess_series
 from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
@@ -123,10 +123,31 @@ class Classifier:
         `layout` ("auto" | "HWC" | "CHW") says how a 3-D array is ordered; "auto" refuses a shape
         that could be either (e.g. 3x32x3) rather than guess.
         """
+        if input_kind(self.input_spec) == "features":
+            raise EdgeCNNError(f"{self.bundle.path}: this bundle takes features, not images: use "
+                               "predict_features(array) (or `edgecnn classify BUNDLE x.npy`)")
         t0 = time.perf_counter()
         x = preprocess(image, self.input_spec, color_order, layout=layout)[None]
         t1 = time.perf_counter()
         logits = self.backend.infer(x)
+        t2 = time.perf_counter()
+        probs, tops = self.postprocess(logits)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return Prediction(tops[0], probs[0], timings)
+
+    def predict_features(self, x: Any) -> Prediction:
+        """Classify one sample of a features bundle (manifest `input.kind` "features", e.g. an imported model
+        whose input is not an image): an array of the model's input shape, values in its float domain."""
+        if input_kind(self.input_spec) != "features":
+            raise EdgeCNNError(f"{self.bundle.path}: this bundle takes {input_kind(self.input_spec)} input, not features")
+        t0 = time.perf_counter()
+        batch = preprocess_features(x, self.input_spec)
+        if len(batch) != 1:
+            raise EdgeCNNError(f"predict_features takes one sample of shape {list(self.input_spec['shape'])}, "
+                               f"got a batch of {len(batch)}")
+        t1 = time.perf_counter()
+        logits = self.backend.infer(batch)
         t2 = time.perf_counter()
         probs, tops = self.postprocess(logits)
         t3 = time.perf_counter()

@@ -69,10 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_series_args(p)
     p.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("classify", help="classify image files with a bundle",
-                       description="Classify image files; prints the top-k labels per file.")
+    c = sub.add_parser("classify", help="classify image files (or .npy features) with a bundle",
+                       description="Classify image files; prints the top-k labels per file. A features bundle "
+                       "(input.kind features) takes .npy arrays: one sample, or N samples (one line each).")
     _add_model_args(c)
-    c.add_argument("images", nargs="+", help="image files")
+    c.add_argument("images", nargs="+", help="image files (.npy arrays for a features bundle)")
     c.add_argument("--json", action="store_true", help="one JSON line per image")
     c.set_defaults(func=cmd_classify)
 
@@ -202,6 +203,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classified(clf, paths: list[str]):
+    """(name, Prediction) per image file, or per sample of each .npy file for a features bundle."""
+    import numpy as np
+
+    from ..errors import EdgeCNNError
+    from ..preprocess import input_kind, preprocess_features
+
+    if input_kind(clf.input_spec) != "features":
+        for path in paths:
+            yield path, clf.predict(path)
+        return
+    for path in paths:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise EdgeCNNError(f"{path}: not a readable .npy array ({str(e).splitlines()[0][:120]}); this bundle "
+                               f"takes features of shape {clf.input_spec['shape']}") from None
+        batch = preprocess_features(arr, clf.input_spec)
+        for i, sample in enumerate(batch):
+            yield (path if len(batch) == 1 else f"{path}[{i}]"), clf.predict_features(sample)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from ..errors import EdgeCNNError
 
@@ -211,8 +234,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise EdgeCNNError(f"--top-k must be at least 1, got {args.top_k}")
     clf = _open_classifier(args, profile)
     try:
-        for path in args.images:
-            result = clf.predict(path)
+        for path, result in _classified(clf, args.images):
             if args.json:
                 print(json.dumps({"file": path, **result.to_dict()}, separators=(",", ":")), flush=True)
             else:

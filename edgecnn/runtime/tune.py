@@ -209,6 +209,9 @@ def within_budget(bundle: Bundle, sel: Selection, max_drop: float) -> tuple[bool
     if sel.backend == "tensorrt":  # an int8 engine: the export verified its QDQ ONNX source
         info = ((bundle.manifest.get("tensorrt") or {}).get("onnx_int8")) or {}
     drop = accuracy_drop(info)
+    if drop is None and (bundle.manifest.get("source") or {}).get("imported"):
+        return False, (f"int8 not considered: {info.get('file', 'the file')} was imported without measured accuracy "
+                       f"(`edgecnn verify {bundle.path} --data D --write` measures it)")
     if drop is None:
         return False, "int8 not verified by the export"
     if drop > max_drop:
@@ -275,6 +278,8 @@ def plan(bundle: Bundle, backend: str = "auto", precision: str = "auto",
 def sample_inputs(bundle: Bundle, limit: int = 1) -> np.ndarray:
     """Real inputs (float32 NCHW): the bundle's sample images, then calib.npz, else seeded noise."""
     spec = bundle.input
+    if spec.get("kind") == "features":  # an imported non-image model: nothing to read, seeded values
+        return np.random.default_rng(0).standard_normal((limit, *spec["shape"])).astype(np.float32)
     files = [bundle.path / s["file"] for s in bundle.manifest.get("samples") or [] if isinstance(s, dict)]
     images = [preprocess_item(load_sample(str(f), spec), spec, "BGR") for f in files[:limit] if f.is_file()]
     if len(images) < limit and (bundle.path / "calib.npz").is_file():
@@ -463,6 +468,12 @@ def _pick(results: list[dict], wanted: set[str]) -> dict | None:
     return min(pool, key=lambda r: r["p50_ms"]) if pool else None
 
 
+def _left_note(left: list[dict]) -> str:
+    """What the accuracy budget kept out of the race, for `why` (e.g. unmeasured imported int8 files)."""
+    out = [f"{x['candidate']} {x['artifact']}: {x['reason']}" for x in left if x.get("artifact")]
+    return ("; left out: " + "; ".join(dict.fromkeys(out))) if out else ""
+
+
 def _emit(notes: list[str]) -> None:
     for n in notes:
         log.warning(n)
@@ -511,7 +522,7 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
                 sel = cand.selection
                 sel.threads = cand.threads
                 sel.reason = why_text(best, [r for r in cached["results"] if r["id"] in wanted],
-                                      cached=str(cached.get("created", "?"))[:10])
+                                      cached=str(cached.get("created", "?"))[:10]) + _left_note(left)
                 sel.measurement = {"cache": str(path), "hit": True, "notes": notes}
                 return sel, engine
     entries, seconds = measure(bundle, cands, budget_s=budget_s, check_integrity=check_integrity,
@@ -536,7 +547,7 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
             e.backend.close()
     sel = winner.cand.selection
     sel.threads = winner.cand.threads
-    sel.reason = why_text(best, results, seconds=seconds)
+    sel.reason = why_text(best, results, seconds=seconds) + _left_note(left)
     sel.measurement = {"cache": str(path) if wrote else None, "hit": False, "notes": notes,
                        "results": results, "left_out": left, "timing_s": seconds,
                        "load_s": sum(r["load_ms"] or 0.0 for r in results) / 1e3}

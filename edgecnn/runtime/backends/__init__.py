@@ -77,10 +77,15 @@ class Backend:
 
     # -- conversions around it -----------------------------------------------------------
     def prepare(self, x_nchw: np.ndarray) -> np.ndarray:
-        """float32 NCHW -> the artifact's layout and dtype (int8 inputs quantized as at export)."""
-        if x_nchw.ndim != 4:
+        """float32 NCHW -> the artifact's layout and dtype (int8 inputs quantized as at export).
+
+        A features artifact (layout ND) takes its batch in the file's own shape, unchanged."""
+        if self.layout == "ND":
+            x = x_nchw
+        elif x_nchw.ndim != 4:
             raise EdgeCNNError(f"model input must be NCHW (4-D), got shape {tuple(x_nchw.shape)}")
-        x = x_nchw.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x_nchw
+        else:
+            x = x_nchw.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x_nchw
         if self.input_quant is not None:
             q = self.input_quant
             x = np.round(x / np.float32(q["scale"])) + q["zero_point"]
