@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 import tty
@@ -66,7 +68,9 @@ def test_stream_of_recordings_gets_the_right_smoothed_label_per_segment(bm_strea
                                                                          tmp_path):
     path, truth, _ = bm_stream
     report = tmp_path / "run.json"
-    assert run_cli("run", bm_stream_bundle, "--source", f"csv:{path}", "--headless", "--report", report) == 0
+    # onnxruntime fp32: what benchmarks/series_stream.py measured (auto may pick another backend here)
+    assert run_cli("run", bm_stream_bundle, "--source", f"csv:{path}", "--headless", "--report", report,
+                   "--backend", "onnxruntime", "--precision", "fp32") == 0
     out = capsys.readouterr()
     records = [json.loads(line) for line in out.out.splitlines()]
     # default hop: a quarter window (25 samples); every window of the file, in order
@@ -103,6 +107,12 @@ def test_serial_stream_through_a_pseudo_terminal(bm_stream_bundle, bm_stream, ca
             data = data[os.write(master, data):]
 
     def board() -> None:  # Serial.println of each sample, 20 at a time, until the run is over
+        # Wait until the runtime has opened the port (pyserial sets its mode, then flushes the input):
+        # bytes in the pty while it flushes may be cut out of the middle of the stream.
+        closed = termios.tcgetattr(slave)
+        while termios.tcgetattr(slave) == closed and not done.wait(0.01):
+            pass
+        time.sleep(0.5)
         send(b"0.25,3\r\n")  # the end of a line sent before the port was opened
         i = 0
         try:
@@ -117,32 +127,42 @@ def test_serial_stream_through_a_pseudo_terminal(bm_stream_bundle, bm_stream, ca
         s.bind(("127.0.0.1", 0))
         health_port = s.getsockname()[1]
     health: list[dict] = []
+    run_over = threading.Event()
 
-    def probe() -> None:  # what a service manager sees while the run goes on
-        while not done.is_set() and not health:
+    def service_manager() -> None:  # polls /healthz while the run goes on, then stops it like Ctrl-C
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not run_over.is_set():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2) as r:
-                    health.append(json.loads(r.read()))
+                    body = json.loads(r.read())
+                if body["results"] >= 10:
+                    health.append(body)
+                    break
             except OSError:  # not listening yet, or 503 before the first result
-                time.sleep(0.02)
+                pass
+            time.sleep(0.05)
+        if not run_over.is_set():  # (a run that failed by itself is not interrupted after the fact)
+            os.kill(os.getpid(), signal.SIGINT)
 
     writer = threading.Thread(target=board, daemon=True)
-    prober = threading.Thread(target=probe, daemon=True)
+    manager = threading.Thread(target=service_manager, daemon=True)
     writer.start()
-    prober.start()
+    manager.start()
     try:
+        # the backend the check below uses (auto may choose OpenVINO's bf16 hint, whose probabilities differ)
         rc = run_cli("run", bm_stream_bundle, "--source", f"serial://{port}?baud=115200", "--headless", "--hop", "20",
-                     "--max-frames", "30", "--health", f"127.0.0.1:{health_port}")
+                     "--health", f"127.0.0.1:{health_port}", "--backend", "onnxruntime", "--precision", "fp32")
     finally:
+        run_over.set()
+        manager.join(60)
         done.set()
         os.close(slave)  # the board's blocked write (if any) fails now
         writer.join(5)
-        prober.join(5)
         os.close(master)
     out = capsys.readouterr()
     assert rc == 0, out.err
     live = [json.loads(line) for line in out.out.splitlines()]
-    assert len(live) == 30 and "serial " + port in out.err
+    assert len(live) >= 10 and "serial " + port in out.err and "(interrupted)" in out.err
     assert health and health[0]["status"] == "ok" and health[0]["sources"] == [
         {"source": f"serial {port} at 115200 baud", "state": "live"}]
     # Opening the port flushed what the board had sent, so the stream starts at some sample o of the
@@ -156,7 +176,7 @@ def test_serial_stream_through_a_pseudo_terminal(bm_stream_bundle, bm_stream, ca
         return r["top"][0]["label"] == want.label and abs(r["top"][0]["prob"] - want.confidence) < 1e-4
 
     offsets = [o for o in range(len(rec)) if agrees(live[0], o)]
-    assert any(all(agrees(r, o) for r in live[1:]) for o in offsets), offsets
+    assert any(all(agrees(r, o) for r in live[1:]) for o in offsets), (offsets, out.err)
     assert all(b["samples"][0] - a["samples"][0] == 20 * (b["window"] - a["window"]) for a, b in zip(live, live[1:]))
     clf.close()
 
