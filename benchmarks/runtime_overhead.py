@@ -46,8 +46,9 @@ OVERHEAD_BAR = 1.05
 FPS_BAR = 0.90
 
 
-def mobilenet_bundle(out: Path) -> Path:
-    """MobileNetV2-224 (random weights) as a bundle with fp32 ONNX and TFLite, via edgecnn's exporters."""
+def mobilenet_bundle(out: Path, arch: str = "mobilenet_v2", size: int = 224, tflite: bool = True) -> Path:
+    """MobileNetV2-224 (or another torchvision `arch` at `size` px; random weights) as a bundle with fp32
+    ONNX (and TFLite), via edgecnn's exporters."""
     if (out / "manifest.json").is_file():
         return out
     import torch
@@ -59,23 +60,25 @@ def mobilenet_bundle(out: Path) -> Path:
     from edgecnn.utils import staged_directory
 
     torch.manual_seed(0)
-    model = build_model("mobilenet_v2", 10, 3).eval()
-    sample = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
-    print("exporting MobileNetV2-224 (ONNX + TFLite fp32, random weights) ...", flush=True)
+    model = build_model(arch, 10, 3).eval()
+    sample = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    print(f"exporting {arch}-{size} (ONNX{' + TFLite' if tflite else ''} fp32, random weights) ...", flush=True)
+    formats = [("model.onnx", "onnx", "NCHW", onnx_export)] + (
+        [("model.tflite", "tflite", "NHWC", tflite_export)] if tflite else [])
     with staged_directory(out) as stage:
         onnx_export.export_fp32(model, sample, stage / "model.onnx")
-        tflite_export.export_tflite(model, sample, stage / "model.tflite", "fp32")
+        if tflite:
+            tflite_export.export_tflite(model, sample, stage / "model.tflite", "fp32")
         artifacts = []
-        for file, fmt, layout, mod in (("model.onnx", "onnx", "NCHW", onnx_export),
-                                       ("model.tflite", "tflite", "NHWC", tflite_export)):
+        for file, fmt, layout, mod in formats:
             inp, outp = mod.io_record(stage / file)
             artifacts.append(artifact_record(stage, file, format=fmt, precision="fp32", layout=layout,
                                              input=inp, output=outp, verified=None))
         write_manifest(stage, {
-            "schema": SCHEMA, "name": "mobilenet_v2-224-random", "task": "classification",
+            "schema": SCHEMA, "name": f"{arch}-{size}-random", "task": "classification",
             "classes": [f"class{i}" for i in range(10)], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "model": {"name": "mobilenet_v2", "params": None, "macs": None, "kwargs": {}},
-            "input": {"height": 224, "width": 224, "channels": 3, "color": "RGB", "resize": "stretch",
+            "model": {"name": arch, "params": None, "macs": None, "kwargs": {}},
+            "input": {"height": size, "width": size, "channels": 3, "color": "RGB", "resize": "stretch",
                       "interpolation": "area", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406],
                       "std": [0.229, 0.224, 0.225]},
             "artifacts": artifacts, "source": None, "tool_versions": {},

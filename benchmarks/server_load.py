@@ -166,13 +166,15 @@ class LoopingVideo:
     """vtest.avi again and again, as a file source (read ahead by the app); counts frames read."""
 
     threaded = False
+    live = False
+    abandoned = False
 
     def __init__(self, path: str):
         self.path = path
         self.src = open_source(path)
         self.fps, self.dropped, self.reconnects, self.frame_count = self.src.fps, 0, 0, 0
         self.retry_s, self.truncation = 0.0, None  # the Source attributes the run's summary reads
-        self.describe = f"video {path} (looped)"
+        self.describe = self.name = f"video {path} (looped)"
         self.frames = 0  # a counter read at phase edges: a list of stamps would grow the RSS being measured
         self.stop = threading.Event()
 
@@ -186,6 +188,12 @@ class LoopingVideo:
             frame = self.src.read()
         self.frames += 1
         return frame
+
+    def status(self) -> dict:
+        return {"state": "live"}
+
+    def outage_s(self) -> float:
+        return 0.0
 
     def close(self) -> None:
         self.src.close()

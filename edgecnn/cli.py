@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "edgecnn.runtime.cli",  # run, classify
     "edgecnn.profile.cli",  # profile, report, benchmark
     "edgecnn.devices.cli",  # info
+    "edgecnn.deploy.cli",  # service, bundle
     "edgecnn.optimize.cli",  # optimize
     "edgecnn.demo",  # demo
 )

@@ -171,6 +171,8 @@ def resize(arr: np.ndarray, height: int, width: int, policy: str, interpolation:
 
 def preprocess(image: Any, spec: dict, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
     """Turn one image into the model's float32 CHW input, following a manifest `input` block."""
+    if spec.get("kind") == "features":
+        raise EdgeCNNError(f"this model takes features of shape {spec['shape']}, not images: preprocess_features")
     if is_series(spec):
         raise EdgeCNNError(f"this bundle classifies series windows ({spec['length']} samples x {spec['channels']} "
                            "channels), not images: use predict_series(window) / a csv:, wav: or serial: source")

@@ -2,7 +2,8 @@
 # Idempotent set-up on a fresh Debian/Ubuntu machine with Python >= 3.10 and pip:
 #  1. Debian's real offline datasets used by the tests and benchmarks (when root or sudo works):
 #     dataset-fashion-mnist (Fashion-MNIST IDX files), opencv-doc (digits.png, vtest.avi), and the
-#     tools some tests drive (chromium + chromedriver, openssh-server, gcc-arm-none-eabi);
+#     tools some tests drive (chromium + chromedriver, openssh-server, gcc-arm-none-eabi, systemd's
+#     systemd-analyze);
 #  2. a virtual environment at .venv with edgecnn and everything the demo, tests and benchmarks
 #     need (host side: torch, onnx, the LiteRT tooling, torch-pruning).
 set -euo pipefail
@@ -17,6 +18,8 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# systemd-analyze verifies the unit `edgecnn service unit` writes (no systemd PID 1 needed)
+[ -x /usr/bin/systemd-analyze ] || need_apt+=(systemd)
 command -v arm-none-eabi-g++ >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 # PortAudio for sounddevice (`edgecnn run --source mic://`; its test needs the library, not a microphone)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)

@@ -92,6 +92,9 @@ def test_a_normalization_that_contradicts_the_quantization_is_refused(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and not out.exists()
     assert len(err) == 1 and "--mean 0.5 --std 0.5" in err[0] and "represents [0, 0.9961]" in err[0], err
+    assert run_cli("import-model", FOREIGN / "photos_int8.tflite", "--labels", PHOTO_LABELS,
+                   "--scale", "0.00392157", "--out", out) == 2 and not out.exists()
+    assert "photos_int8.tflite: --scale 0.00392157 feeds pixels as [0, 1]" in capsys.readouterr().err
     # A preset is a statement too: Keras MobileNet's -1..1 into a raw-pixel file is refused, EfficientNet's 0..255 fits.
     assert run_cli("import-model", FOREIGN / "photos_int8.tflite", "--labels", PHOTO_LABELS,
                    "--preset", "keras-mobilenet", "--out", out) == 2 and not out.exists()
@@ -165,11 +168,21 @@ def test_features_models_import_as_features_and_classify_from_npy(tmp_path, caps
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split(": ")[1][0] for ln in lines] == [string.ascii_uppercase[i] for i in theirs[:3]]
     assert run_cli("verify", out, "--data", tmp_path / "letters.npz") == 0
+    assert run_cli("run", out, "--source", tmp_path, "--max-frames", "1") == 2  # frames: refused in one line
+    assert "takes features, not frames" in capsys.readouterr().err
 
     # A 4-D int8 input whose range is not a pixel range is features too; image flags on features are refused.
     out4 = import_model([FOREIGN / "letters_4d_int8.tflite"], tmp_path / "l4", labels=FOREIGN / "letters_labels.txt",
                         log=lambda s: None)
     assert json.loads((out4 / "manifest.json").read_text())["input"]["shape"] == [4, 4, 1]
+    # The keyword-spotting case: [1, 49, 10, 1] int8, scale 0.588 / zero point 76, is not a grey image.
+    (tmp_path / "kws.txt").write_text("".join(f"word{i}\n" for i in range(12)))
+    kws = import_model([FOREIGN / "profile_kws_dscnn.tflite"], tmp_path / "kws", labels=tmp_path / "kws.txt",
+                       log=lambda s: None)
+    assert json.loads((kws / "manifest.json").read_text())["input"] == {"kind": "features", "shape": [49, 10, 1]}
+    with pytest.raises(EdgeCNNError, match=r"represents \[-4.745, 4.783\], not a pixel range edgecnn knows"):
+        import_model([FOREIGN / "letters_4d_int8.tflite"], tmp_path / "no", labels=FOREIGN / "letters_labels.txt",
+                     kind="image", log=lambda s: None)
     with pytest.raises(EdgeCNNError, match="image options, but the input is features"):
         import_model([FOREIGN / "letters_int8.tflite"], tmp_path / "no", labels=FOREIGN / "letters_labels.txt",
                      mean=[0.5], std=[0.5], log=lambda s: None)

@@ -351,7 +351,7 @@ def test_truncated_video_says_how_many_frames_and_exits_non_zero(digits_bundle, 
 
 
 def test_bad_reconnect_timeout_is_one_line(digits_bundle, capsys):
-    rc = run_cli("run", digits_bundle, "--source", VTEST, "--headless", "--reconnect-timeout", "0")
+    rc = run_cli("run", digits_bundle, "--source", VTEST, "--headless", "--reconnect-timeout=-1")
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "--reconnect-timeout" in err[0]
+    assert rc == 2 and len(err) == 1 and "--reconnect-timeout" in err[0] and "0 (retry forever)" in err[0]
 

@@ -23,7 +23,7 @@ def checkpoint_dataset(ckpt: dict, data: str | None, data_root: str | None) -> D
     name = data or ckpt.get("dataset")
     if not name:
         raise EdgeCNNError("checkpoint does not name its dataset; pass --data")
-    ds = load_dataset(name, data_root)
+    ds = load_dataset(name, data_root, input_spec=ckpt.get("input"))
     if len(ds.classes) != ckpt["model"]["num_classes"]:
         raise EdgeCNNError(f"dataset '{name}' has {len(ds.classes)} classes but the checkpoint's model has "
                            f"{ckpt['model']['num_classes']}")

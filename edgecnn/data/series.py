@@ -67,11 +67,12 @@ def _ts_pair(folder: Path) -> tuple[Path, Path]:
     else:
         if not folder.is_dir():
             raise EdgeCNNError(f"ts:{folder}: no such folder (a UCR/UEA archive folder with NAME_TRAIN.ts)")
-        trains = sorted(p for p in folder.iterdir() if p.name.endswith("_TRAIN.ts"))
+        trains = sorted(p for p in folder.iterdir() if p.name.endswith("_TRAIN.ts")
+                        and (folder / p.name.replace("_TRAIN.ts", "_TEST.ts")).is_file())
         names = [p.name[: -len("_TRAIN.ts")] for p in trains if not p.name.endswith("_eq_TRAIN.ts")] \
             or [p.name[: -len("_TRAIN.ts")] for p in trains]
         if not names:
-            raise EdgeCNNError(f"ts:{folder}: no NAME_TRAIN.ts file here")
+            raise EdgeCNNError(f"ts:{folder}: no NAME_TRAIN.ts + NAME_TEST.ts pair here")
         if len(names) > 1:
             raise EdgeCNNError(f"ts:{folder}: several archives ({', '.join(names)}); name one: "
                                f"ts:{folder / (names[0] + '_TRAIN.ts')}")
@@ -87,6 +88,9 @@ def _header_classes(path: Path) -> list[str] | None:
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             low = line.strip().lower()
+            if low.startswith("@targetlabel true"):
+                raise EdgeCNNError(f"{path}: a regression archive (@targetLabel: numeric targets); edgecnn trains "
+                                   "classifiers and needs @classLabel true with class names")
             if low.startswith("@classlabel"):
                 parts = line.split()
                 return parts[2:] if len(parts) > 2 and parts[1].lower() == "true" else None
@@ -116,9 +120,10 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
 
 def load_ts(path: str, sample_rate: float | None = None) -> Dataset:
     train_path, test_path = _ts_pair(Path(path).expanduser())
+    header_classes = _header_classes(train_path)  # refuses a regression archive before parsing it
     xtr, ytr = read_ts(train_path)
     xte, yte = read_ts(test_path)
-    classes = _header_classes(train_path) or sorted(set(ytr.tolist()))
+    classes = header_classes or sorted(set(ytr.tolist()))
     # aeon lower-cases labels; the header keeps the archive's spelling and order
     index = {c.lower(): i for i, c in enumerate(classes)}
     unknown = sorted({v.lower() for v in (*ytr.tolist(), *yte.tolist())} - set(index))

@@ -15,9 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export a checkpoint to a verified bundle (ONNX, TFLite, TensorRT-ready)",
         description="Export a checkpoint to a bundle directory: model files, manifest.json, labels.txt, "
-        "REPORT.md. Every artifact is verified against PyTorch on the checkpoint's test split.",
+        "REPORT.md. Every artifact is verified against PyTorch on the checkpoint's test split. "
+        "Given a bundle directory instead (exported or imported), `--formats tflm` adds TensorFlow Lite Micro "
+        "from its int8 TFLite file, verified against LiteRT (on --test DATA, or on random inputs).",
     )
-    p.add_argument("checkpoint", help="edgecnn checkpoint (.pt) from `edgecnn train` or `edgecnn prune`")
+    p.add_argument("checkpoint", help="edgecnn checkpoint (.pt) from `edgecnn train` or `edgecnn prune`, or a "
+                                      "bundle directory (with --formats tflm)")
     p.add_argument("--formats", default="onnx,tflite",
                    help="comma list of onnx, tflite, tensorrt, tflm (TFLite Micro, needs --int8) (default: onnx,tflite)")
     p.add_argument("--fp16", action="store_true", help="also write fp16 artifacts")
@@ -64,8 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="wrap ONNX/TFLite classifier files made elsewhere into a verified bundle",
         description="Read each file's I/O (names, NCHW/NHWC layout, dtype, int8 quant params, class count, "
         "softmax at the end) from the file itself, check the class count against --labels, and with --data "
-        "measure every file's accuracy (and their agreement). Teachable Machine exports (model_unquant.tflite "
-        "/ model.tflite + labels.txt of '0 Name' lines) are recognized.",
+        "measure every file's accuracy (and their agreement). An integer input's quantization says the pixel "
+        "range (int8 scale 1 / zero point -128: raw 0..255 pixels); flags that contradict it are refused. "
+        "Inputs that are not images import as features (.npy arrays). Teachable Machine exports "
+        "(model_unquant.tflite / model.tflite + labels.txt of '0 Name' lines) are recognized.",
     )
     i.add_argument("files", nargs="+", metavar="FILE", help=".onnx or .tflite files of the same model")
     i.add_argument("--labels", required=True, help="class names, one per line (or Teachable Machine '0 Name')")
@@ -75,9 +80,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: read from an integer input's quantization; float inputs 0, Teachable Machine 0.5)")
     i.add_argument("--std", type=float, nargs="+", help="per-channel std (default: from the quantization; float 1)")
     i.add_argument("--scale", type=float, help="pixel multiplier before --mean/--std (default 1/255)")
-    i.add_argument("--preset", choices=sorted(PRESET_NAMES), help="a named convention: teachable-machine, or a "
-                   "Keras applications family (keras-mobilenet: -1..1, keras-resnet/keras-vgg: BGR minus the "
-                   "ImageNet mean, keras-densenet: ImageNet mean/std, keras-efficientnet: raw 0..255, ...)")
+    i.add_argument("--preset", choices=sorted(PRESET_NAMES), metavar="NAME", help="a named convention: "
+                   "teachable-machine, or a Keras applications family (keras-mobilenet: -1..1, keras-resnet/"
+                   "keras-vgg: BGR minus the ImageNet mean, keras-densenet: ImageNet mean/std, keras-efficientnet: "
+                   f"raw 0..255); one of {', '.join(sorted(PRESET_NAMES))}")
     i.add_argument("--kind", choices=("image", "features"), help="what the input is (default: read from the "
                    "file: an image batch whose range is a pixel range, else features fed from .npy arrays)")
     i.add_argument("--color", choices=("RGB", "BGR", "GRAY"), help="channel order the model expects "
@@ -92,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--out", help="bundle directory (default: export/<first file's name>)")
     i.add_argument("--name", help="bundle name in the manifest (default: the directory name)")
     i.add_argument("--force", action="store_true", help="replace an --out that holds a different bundle")
+    i.add_argument("--formats", metavar="tflm", help="also target TensorFlow Lite Micro from the int8 .tflite file: "
+                   "op check, measured arena, verification against LiteRT, C sources in tflm/")
+    i.add_argument("--device", metavar="PROFILE", help="with --formats tflm: say whether the model fits this "
+                   "microcontroller profile (cortex-m4, cortex-m7, esp32-s3, rp2040)")
     i.set_defaults(func=_import_model)
 
     b = sub.add_parser(
@@ -115,6 +125,10 @@ def _log(msg: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .tflm_bundle import is_bundle_dir
+
+    if is_bundle_dir(args.checkpoint):
+        return _export_bundle_tflm(args)
     from .api import export_bundle
 
     export_bundle(
@@ -138,6 +152,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_bundle_tflm(args: argparse.Namespace) -> int:
+    """`edgecnn export BUNDLE --formats tflm`: the only format a bundle (no PyTorch model) can gain."""
+    from ..errors import EdgeCNNError
+    from .api import parse_formats
+    from .tflm_bundle import add_tflm
+
+    if parse_formats(args.formats) != ["tflm"]:
+        raise EdgeCNNError(f"{args.checkpoint} is a bundle: only --formats tflm can be added to it (from its int8 "
+                           "TFLite file); other formats are exported from a checkpoint")
+    given = [flag for flag, on in (("--fp16", args.fp16), ("--calib", args.calib), ("--out", args.out),
+                                   ("--name", args.name)) if on]
+    if given:
+        raise EdgeCNNError(f"{given[0]} does not apply to a bundle: --formats tflm uses its int8 TFLite file as it "
+                           "is and updates the bundle in place")
+    add_tflm(args.checkpoint, device=args.device, data=args.test, data_root=args.data_root,
+             samples=args.verify_samples, max_drop=args.max_drop, log=_log)
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .verify import verify_bundle
 
@@ -153,7 +186,8 @@ def _import_model(args: argparse.Namespace) -> int:
     import_model(args.files, out, labels=args.labels, size=parse_size(args.size), channels=args.channels,
                  mean=args.mean, std=args.std, scale=args.scale, preset=args.preset, kind=args.kind,
                  color=args.color, resize=args.resize, data=args.data,
-                 data_root=args.data_root, samples=args.samples, name=args.name, force=args.force, log=_log)
+                 data_root=args.data_root, samples=args.samples, name=args.name, force=args.force,
+                 formats=args.formats, device=args.device, log=_log)
     return 0
 
 

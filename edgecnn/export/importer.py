@@ -5,12 +5,14 @@
 
 What the file itself says is read from it, never asked for: input/output names, layout (NCHW or
 NHWC, from where the channel axis is), dtypes, int8/uint8 quantization parameters, the number of
-classes (checked against the labels), and whether the graph ends in a softmax (`output.kind`
-"probs" instead of "logits", so the runtime does not apply softmax twice: backends turn
-probabilities into log-probabilities, whose softmax is the same probabilities). What the file
-cannot say (normalization, color order, resize policy) comes from the flags. With `--data` every
-artifact is measured on the test split, and when several files are imported, their top-1 agreement
-with the first one is recorded.
+classes (checked against the labels), whether the graph ends in a softmax (`output.kind` "probs"
+instead of "logits", so the runtime does not apply softmax twice: backends turn probabilities into
+log-probabilities, whose softmax is the same probabilities), and for integer inputs the pixel range
+(`import_spec.py`: the float range the quantization represents; flags that contradict it are refused).
+Inputs that are not images import as `input.kind` "features"; files that are not classifiers are
+refused first. Float inputs state no range: [0, 1] is assumed with a note, or `--preset` /
+`--mean/--std/--scale` say it. With `--data` every artifact is measured (a flat folder whole, else
+the test split), with top-1 agreement with the first file and the drop against the float file.
 
 Teachable Machine's TFLite export (`model_unquant.tflite` float, `model.tflite` quantized, and a
 labels.txt of "0 Name" lines) is recognized: its labels are read without the indices and its
@@ -74,6 +76,9 @@ def _onnx_io(path: Path) -> dict:
     graph = model.graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) == 1 and len(graph.output) > 1:
+        raise EdgeCNNError(f"{path}: not a classifier: it has {len(graph.output)} outputs, a classifier one "
+                           "[1, classes] output (`edgecnn profile` still measures it)")
     if len(inputs) != 1 or len(graph.output) != 1:
         raise EdgeCNNError(f"{path}: has {len(inputs)} inputs and {len(graph.output)} outputs; an image "
                            "classifier has one of each")
@@ -106,6 +111,9 @@ def _tflite_io(path: Path) -> dict:
     except Exception as e:
         raise EdgeCNNError(f"{path}: not a readable TFLite file ({first_line(e, 120)})") from None
     ins, outs = it.get_input_details(), it.get_output_details()
+    if len(ins) == 1 and len(outs) > 1:
+        raise EdgeCNNError(f"{path}: not a classifier: it has {len(outs)} outputs, a classifier one [1, classes] "
+                           "output (`edgecnn profile` still measures it)")
     if len(ins) != 1 or len(outs) != 1:
         raise EdgeCNNError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; an image classifier "
                            "has one of each")
@@ -198,6 +206,36 @@ def _run(art: Artifact, x: np.ndarray) -> np.ndarray:
     return np.concatenate([be.finish(be.run_raw(be.prepare(x[i : i + batch]))) for i in range(0, len(x), batch)])
 
 
+def _graph_counts(path: Path) -> dict:
+    """params and MACs counted from the imported file's graph (edgecnn.profile.graph_count)."""
+    from ..profile.graph_count import count_graph
+
+    return count_graph(path)
+
+
+def _tflm_request(formats: str | None, device: str | None, paths: list[Path], ios: list[dict]) -> str | None:
+    """The imported file TFLM will run (checked now, before anything is written), or None without tflm."""
+    if not formats:
+        if device:
+            raise EdgeCNNError(f"--device {device}: microcontroller fit is measured for the tflm target; add "
+                               "--formats tflm")
+        return None
+    from .api import parse_formats
+
+    if parse_formats(formats) != ["tflm"]:
+        raise EdgeCNNError(f"import-model --formats takes only tflm (got {formats!r}): the imported files are "
+                           "the bundle's other formats")
+    from .tflm import check_tflm_model
+    from .tflm_bundle import check_request, tflm_artifact
+
+    check_request(device)
+    recs = [{"file": p.name, "format": io["format"], "precision": _precision(io), "input": io["input"],
+             "output": io["output"]} for p, io in zip(paths, ios)]
+    rec = tflm_artifact(recs, "import-model --formats tflm")
+    check_tflm_model(next(p for p in paths if p.name == rec["file"]), rec["input"], rec["output"], rec["file"])
+    return rec["file"]
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -214,8 +252,7 @@ KINDS = ("image", "features")
 def _classifier_check(p: Path, io: dict, n_classes: int, labels: str | Path) -> None:
     """Refuse a file that is not a classifier (the reason first), then a class count that is not the labels'."""
     out, inp = io["out_shape"], io["in_shape"]
-    flat = len(out) == 2 or (len(out) == 4 and out[1:3] == [1, 1])
-    if not flat or (out[0] not in (1, None) and len(out) == 2 and out[0] != inp[0]):
+    if not (len(out) in (1, 2) or (len(out) == 4 and out[1:3] == [1, 1])):
         raise EdgeCNNError(f"{p}: not a classifier: its output has shape {out}, not [1, classes] "
                            f"(`edgecnn profile {p}` still measures it)")
     n_out = out[-1]
@@ -245,7 +282,8 @@ def _input_kind(p: Path, io: dict, kind: str | None, image_flags: bool, channels
             "(fed from .npy arrays)")
         return "features"
     q = io["input"]["quant"]
-    if q is not None and not image_flags and from_quant(io["input"]["dtype"], q) is None:
+    colour = 3 in (shape[1], shape[3])  # a 3-channel 4-D input is an image even with an unknown range
+    if q is not None and not image_flags and not colour and from_quant(io["input"]["dtype"], q) is None:
         log(f"{p.name}: input {shape} {io['input']['dtype']} (scale {q['scale']:.6g}, zero point {q['zero_point']}) "
             f"represents {describe_range(io['input']['dtype'], q)}, not a pixel range: imported as features "
             "(--kind image, with --preset or --mean/--std, imports it as an image)")
@@ -274,6 +312,9 @@ def _normalization(paths: list[Path], ios: list[dict], c: int, *, mean: Sequence
         if scale is not None:
             spec["scale"] = float(scale)
     elif mean is not None or scale is not None:
+        given = [(flag, list(v)) for flag, v in (("--scale", None if scale is None else [scale]), ("--mean", mean),
+                                                 ("--std", std)) if v is not None]
+        said = " ".join(f"{flag} {' '.join(f'{x:g}' for x in vals)}" for flag, vals in given)
         mean = list(mean) if mean is not None else [0.0]
         std = list(std) if std is not None else [1.0]
         for name, v in (("--mean", mean), ("--std", std)):
@@ -282,9 +323,6 @@ def _normalization(paths: list[Path], ios: list[dict], c: int, *, mean: Sequence
         spec = {"scale": float(scale) if scale is not None else 1.0 / 255.0,
                 "mean": mean * c if len(mean) == 1 else mean, "std": std * c if len(std) == 1 else std}
         how = "given"
-        said = " ".join(f"{flag} {' '.join(f'{x:g}' for x in vals)}" for flag, vals in
-                        (("--scale", [scale] if scale is not None else []), ("--mean", mean if mean else []),
-                         ("--std", std if std else [])) if vals)
     else:
         spec, how = {}, ""
     ints = [(p, io) for p, io in zip(paths, ios) if io["input"]["quant"] is not None]
@@ -338,13 +376,26 @@ def _eval_data(data: str, data_root: str | None, classes: list[str], kind: str, 
     return x, y, ds.name, split
 
 
+def _first_image(data: str, data_root: str | None, classes: list[str], spec: dict, split: str) -> tuple | None:
+    """(raw image, label) of the evaluation split's first image: main.cc's embedded test input."""
+    from ..data import load_dataset
+
+    ds = load_dataset(data, data_root, classes=classes, channels=int(spec["channels"]))
+    images, labels = ds.split(split)
+    return (np.asarray(images[0]), classes[int(np.asarray(labels)[0])]) if len(labels) else None
+
+
 def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | Path, size: tuple[int, int] | None = None,
                  channels: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  scale: float | None = None, preset: str | None = None, kind: str | None = None,
                  color: str | None = None, resize: str | None = None, data: str | None = None,
                  data_root: str | None = None, samples: int | None = None, name: str | None = None,
-                 force: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path."""
+                 force: bool = False, formats: str | None = None, device: str | None = None,
+                 log: Callable[[str], None] = print) -> Path:
+    """Wrap foreign ONNX/TFLite classifier files into a bundle; returns its path.
+
+    formats "tflm" also targets TensorFlow Lite Micro from the int8 .tflite file (export/tflm_bundle.py);
+    `device` (an MCU profile) says whether it fits."""
     from .api import _check_out_dir, tool_versions
     from .module import input_spec
 
@@ -365,7 +416,9 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
     if preset is not None and preset not in PRESETS:
         raise EdgeCNNError(f"unknown --preset '{preset}'; known: {', '.join(PRESETS)}")
     classes, labels_format = read_labels(labels)
-    teachable = labels_format == "teachable-machine" and all(p.suffix == ".tflite" for p in paths)
+    # Teachable Machine: its "0 Name" labels, or its float file's distinctive name (model_unquant.tflite)
+    teachable = all(p.suffix == ".tflite" for p in paths) and (
+        labels_format == "teachable-machine" or any(p.name == TM_FILES[0] for p in paths))
     image_flags = [f for f, v in (("--size", size), ("--channels", channels), ("--mean", mean), ("--std", std),
                                   ("--scale", scale), ("--preset", preset), ("--color", color),
                                   ("--resize", resize)) if v is not None]
@@ -380,12 +433,17 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         raise EdgeCNNError("the imported files take different kinds of input ("
                            + ", ".join(f"{p.name}: {k}" for p, k in zip(paths, kinds)) + "); import them separately")
     kind = kinds[0]
+    tflm = _tflm_request(formats, device, paths, ios)
     normalization, note = "none", None
     if kind == "features":
         if image_flags:
             raise EdgeCNNError(f"{', '.join(image_flags)}: image options, but the input is features "
                                f"(shape {ios[0]['in_shape']}); leave them out")
-        shapes = [[int(v) if v else 1 for v in io["in_shape"][1:]] for io in ios]
+        for p, io in zip(paths, ios):
+            if not io["in_shape"][1:] or any(not v or v < 1 for v in io["in_shape"][1:]):
+                raise EdgeCNNError(f"{p}: features input shape {io['in_shape']} is dynamic or empty beyond the "
+                                   "batch; a features bundle needs the file's fixed sample shape")
+        shapes = [[int(v) for v in io["in_shape"][1:]] for io in ios]
         if any(s != shapes[0] for s in shapes):
             raise EdgeCNNError("the imported files take different input shapes: "
                                + ", ".join(f"{p.name}: {s}" for p, s in zip(paths, shapes)))
@@ -417,9 +475,11 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
             f"std {spec['std']} ({normalization})")
 
     x = y = None
-    ds_name = split = None
+    ds_name = split = tflm_sample = None
     if data:
         x, y, ds_name, split = _eval_data(data, data_root, classes, kind, spec, samples)
+        if tflm and kind == "image":  # a real image for the generated main.cc
+            tflm_sample = _first_image(data, data_root, classes, spec, split)
     out = Path(out)
     source_sha = sha256_file(paths[0])
     _check_out_dir(out, source_sha, force, log)
@@ -462,7 +522,7 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
         manifest = {
             "schema": SCHEMA, "name": name or out.name, "task": "classification", "classes": classes,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": {"name": paths[0].stem, "params": None, "macs": None, "kwargs": {}},
+            "model": {"name": paths[0].stem, **_graph_counts(paths[0]), "kwargs": {}},
             "input": spec, "artifacts": artifacts,
             "source": {"checkpoint": None, "imported": [p.name for p in paths], "sha256": source_sha,
                        "dataset": ds_name, "accuracy": None, "labels_format": labels_format,
@@ -472,6 +532,13 @@ def import_model(files: Sequence[str | Path], out: str | Path, *, labels: str | 
                              "max_drop_points": None, "accuracy_measured": x is not None},
             "calibration": None, "samples": [], "tool_versions": tool_versions(),
         }
+        if tflm:
+            from .tflm import tflm_version
+            from .tflm_bundle import stage_tflm
+
+            manifest["tflm"] = stage_tflm(stage, manifest, x=x, y=y, dataset=ds_name, split=split, max_drop=1.0,
+                                          device=device, sample=tflm_sample, source=tflm, log=log)
+            manifest["tool_versions"]["tflite-micro"] = tflm_version()
         from .report import write_report
 
         write_report(stage, manifest)

@@ -47,7 +47,9 @@ def render_report(manifest: dict) -> str:
         "",
         f"Model `{m['name']}` ("
         + (f"{m['params']:,} parameters, {m['macs']:,} MACs per image" if m.get("params") is not None
-           else "parameters not counted: imported file") + "), "
+           else "parameters not counted") + (f", counted from {m['counted_from'].removeprefix('the ')}"
+                                              if m.get("counted_from") and m.get("params") is not None else "")
+        + "), "
         f"{len(manifest['classes'])} classes, exported {manifest['created']}.",
         _source_line(src),
         _input_line(inp, src)

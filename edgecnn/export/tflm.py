@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -123,13 +124,48 @@ def _interpreter(model: bytes, arena: int):
     return runtime.Interpreter.from_bytes(model, arena_size=int(arena))
 
 
-def _allocates(model: bytes, arena: int) -> bool:
+def _allocates_here(model: bytes, arena: int) -> bool:
     with _captured_stderr():
         try:
             _interpreter(model, arena)
         except RuntimeError:
             return False
     return True
+
+
+def _allocates(model: bytes, arena: int) -> bool:
+    """Does AllocateTensors succeed in an arena of `arena` bytes?
+
+    Tried in a forked child: with an arena a few bytes short, tflite-micro's Python interpreter can
+    crash the process instead of failing (a [1, 640] dense autoencoder: SIGSEGV at 13,872 bytes,
+    failure at 13,856, success at 13,888). A child killed by a signal counts as "does not allocate".
+    """
+    if not hasattr(os, "fork"):
+        return _allocates_here(model, arena)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with warnings.catch_warnings():
+        # Python warns that JAX (imported by litert-torch) has threads; the child touches none of their
+        # state: it only builds a TFLM interpreter, with its stderr sent to /dev/null, and exits.
+        warnings.filterwarnings("ignore", message=r".*os\.fork\(\) was called", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: answer with the exit status only, never return into the caller's code
+        code = 1
+        try:
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is an answer ("too small"), not a traceback to print
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            _interpreter(model, arena)
+            code = 0
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _parse_report(text: str) -> dict:
@@ -182,15 +218,18 @@ def measure_arena(model: bytes, input_dtype=np.int8) -> dict:
 
 
 def run_tflm(model: bytes, x_nchw: np.ndarray, arena: int, inp: dict, out: dict,
-             progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """float32 logits of the TFLM interpreter on float32 NCHW input (NHWC int8 in, int8 out, dequantized)."""
+             progress: Callable[[int], None] | None = None, layout: str = "NHWC") -> np.ndarray:
+    """float32 logits of the TFLM interpreter on float32 NCHW input (NHWC int8 in, int8 out, dequantized).
+
+    layout "ND" (a features bundle): the input is already in the model's own shape, no transpose."""
     with _captured_stderr() as err:
         try:
             it = _interpreter(model, arena)
         except RuntimeError as e:
             raise EdgeCNNError(f"the TFLM interpreter failed to load the model ({e}; {err[0].strip()[:300]})") from None
     qi, qo = inp["quant"], out["quant"]
-    x_all = quantize_input(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), qi["scale"], qi["zero_point"])
+    x = x_nchw if layout == "ND" else x_nchw.transpose(0, 2, 3, 1)
+    x_all = quantize_input(np.ascontiguousarray(x), qi["scale"], qi["zero_point"])
     y = _invoke_all(it, x_all, progress).astype(np.float32)
     return ((y - qo["zero_point"]) * qo["scale"]).astype(np.float32)
 
@@ -232,9 +271,17 @@ def build_tflm(stage: Path, rec: dict, *, spec: dict, classes: list[str], x_test
     model = (stage / file).read_bytes()
     ops = check_tflm_model(stage / file, rec["input"], rec["output"], file)
     arena = measure_arena(model)
-    logits = run_tflm(model, x_test, arena["arena_bytes"], rec["input"], rec["output"])
+    qi, qo = rec["input"]["quant"], rec["output"]["quant"]
+    raw = quantize_input(np.ascontiguousarray(x_test.transpose(0, 2, 3, 1)), qi["scale"], qi["zero_point"])
+    with _captured_stderr():
+        it = _interpreter(model, arena["arena_bytes"])
+    tflm_out = _invoke_all(it, raw)
+    logits = ((tflm_out.astype(np.float32) - qo["zero_point"]) * qo["scale"]).astype(np.float32)
+    from .tflm_compare import compare_with_litert, litert_line
+
+    cmp, _ = compare_with_litert(stage / file, raw, tflm_out)  # the same int8 inputs in LiteRT, both kernel sets
     verified = {**measure(logits, y_test, reference, dataset=dataset, split="test"),
-                "interpreter": f"tflite-micro {tflm_version()}"}
+                "interpreter": f"tflite-micro {tflm_version()}", "litert": cmp}
     litert = rec.get("verified") or {}
     if litert.get("samples") == verified["samples"]:
         verified["accuracy_vs_litert_points"] = round(100.0 * (verified["accuracy"] - litert["accuracy"]), 3)
@@ -280,6 +327,7 @@ def build_tflm(stage: Path, rec: dict, *, spec: dict, classes: list[str], x_test
     log(f"tflm: {file} in the TFLM interpreter: accuracy {100 * v['accuracy']:.2f}%"
         + (f", agreement {100 * v['top1_agreement']:.2f}% with PyTorch" if v.get("top1_agreement") is not None else "")
         + f"; arena {arena['arena_bytes']:,} B, model data {len(model):,} B flash; ops {', '.join(ops)}")
+    log(f"tflm: {litert_line(cmp)}")
     return block
 
 
@@ -314,7 +362,7 @@ def verify_tflm_block(bundle_dir: Path, manifest: dict, x_nchw: np.ndarray, labe
     if rec is None:
         raise EdgeCNNError(f"{bundle_dir}: the tflm model {block['model']} is not among the manifest's artifacts")
     model = (bundle_dir / block["model"]).read_bytes()
-    logits = run_tflm(model, x_nchw, block["arena_bytes"], rec["input"], rec["output"])
+    logits = run_tflm(model, x_nchw, block["arena_bytes"], rec["input"], rec["output"], layout=rec["layout"])
     out = {**measure(logits, labels, reference, dataset=dataset, split="test"),
            "interpreter": f"tflite-micro {tflm_version()}"}
     old = block.get("verified") or {}

@@ -1,4 +1,4 @@
-"""What TensorFlow Lite Micro offers: its builtin kernels, and its int8 input rule (numpy only).
+"""What TensorFlow Lite Micro offers: its builtin kernels, its int8 input rule, C float literals (numpy only).
 
 Imported by tflm.py (the checks) and tflm_sources.py (the generated op resolver); neither imports
 the other's module for these.
@@ -45,3 +45,11 @@ TFLM_OPS: dict[str, str] = {
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """float input -> int8, exactly as the LiteRT verification does (round half to even, clip)."""
     return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+
+
+def c_float(value: float) -> str:
+    """A valid C/C++ float literal: 1.0f, 0.00392156886f, 1e-05f (never `1f`, which neither language accepts)."""
+    text = f"{float(value):.9g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text + "f"

@@ -13,12 +13,7 @@ import json
 import numpy as np
 
 from ..series import frame_geometry, model_shape
-
-
-def c_float(v: float) -> str:
-    """A C float literal (always with a '.' or an exponent: `1f` is not C)."""
-    text = f"{float(v):.9g}"
-    return (text if any(ch in text for ch in ".eE") else text + ".0") + "f"
+from .tflm_ops import c_float
 
 
 def _floats(values, per_row: int = 8) -> str:

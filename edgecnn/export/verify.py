@@ -177,7 +177,8 @@ def _verify_data(b, dataset: str, data_root: str | None, split: str | None, samp
         return x, y, "all", full
     from ..data import evaluation_split, load_dataset, preprocessed
 
-    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]))
+    ds = load_dataset(dataset, data_root, classes=list(b.classes), channels=int(b.input["channels"]),
+                      input_spec=b.input)
     if len(ds.classes) != len(b.classes):
         raise EdgeCNNError(f"dataset '{dataset}' has {len(ds.classes)} classes, the bundle {len(b.classes)}")
     split = split or evaluation_split(ds, trained_on=trained_on)

@@ -226,8 +226,9 @@ def finish(state: dict, log: Callable[[str], None] = print) -> dict:
         bundle_dir = write_chosen_bundle(out, chosen, summary)
         from ..data import load_dataset, preprocessed
 
-        ds = load_dataset(run.data, run.data_root) if run.data_root else load_dataset(run.data)
-        x, y = preprocessed(ds, "test", Bundle.load(bundle_dir).input, run.test_limit)
+        spec = Bundle.load(bundle_dir).input
+        ds = load_dataset(run.data, run.data_root, input_spec=spec)
+        x, y = preprocessed(ds, "test", spec, run.test_limit)
         summary["final_check"] = final_check(bundle_dir, chosen, x, y)
     result = {
         "schema": SCHEMA,

@@ -196,7 +196,7 @@ def _search(run: SearchRun, space: SearchSpace, log: Callable[[str], None], prog
                 "test_limit": run.test_limit}
     saved = _check_run_file(out, identity, log)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset(run.data, run.data_root) if run.data_root else load_dataset(run.data)
+    ds = load_dataset(run.data, run.data_root, input_spec=src.get("input"))
     if saved.get("baseline_accuracy") is None:
         base_acc, n_test = _baseline_accuracy(src, ds, run.test_limit)
     else:

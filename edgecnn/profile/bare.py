@@ -1,9 +1,13 @@
 """Profile a bare .onnx / .tflite file (like trtexec --onnx or benchmark_model --graph): no bundle needed.
 
-Device side (no torch, no onnx package): the file's input/output come from the engine that will run
-it (onnxruntime's session, LiteRT's interpreter). A throw-away bundle around the file (a hard link or
-copy in a temporary directory) lets `profile_bundle` measure it exactly as it measures bundles;
-latency does not depend on normalization, so mean 0 / std 1 stand in for the unknown preprocessing.
+Device side (no torch): the file's input/output come from the engine that will run it (onnxruntime's
+session, LiteRT's interpreter). A throw-away bundle around the file (a hard link or copy in a
+temporary directory) lets `profile_bundle` measure it exactly as it measures bundles. Any input and
+output shape and dtype is taken: a 4-D input with 1 or 3 channels first or last is an image, anything
+else (a [1, 640] autoencoder, a [1, 49, 10, 1] audio model) a features tensor; outputs need not be
+class scores. Like trtexec and benchmark_model, the input is seeded random data in the file's own
+range (`random_input`): latency does not depend on its values. Parameters and MACs are counted from
+the graph (`graph_count.py`).
 """
 
 from __future__ import annotations
@@ -101,10 +105,8 @@ def bare_bundle(file: str | Path) -> Iterator[Path]:
     if fmt is None:
         raise EdgeCNNError(f"{path}: not a bundle directory, an .onnx or a .tflite file")
     inp, out, in_shape, out_shape = (_onnx_record if fmt == "onnx" else _tflite_record)(path)
-    layout, channels, (h, w) = input_layout(str(path), in_shape, fmt=fmt)
-    if h is None or w is None:
-        raise EdgeCNNError(f"{path}: input size is dynamic ({in_shape}); export it with a fixed height and width")
-    classes = int(out_shape[-1]) if out_shape and out_shape[-1] else 1
+    spec, layout = _input_block(path, in_shape, fmt)
+    classes = int(np.prod([d for d in out_shape[1:] if d])) if len(out_shape) > 1 else 1
     precision = "int8" if {inp["dtype"], out["dtype"]} & {"int8", "uint8"} else \
         "fp16" if "float16" in (inp["dtype"], out["dtype"]) else "fp32"
     with tempfile.TemporaryDirectory(prefix="edgecnn-bare-") as tmp:
@@ -118,13 +120,60 @@ def bare_bundle(file: str | Path) -> Iterator[Path]:
                 shutil.copyfile(f, stage / f.name)
         rec = artifact_record(stage, path.name, format=fmt, precision=precision, layout=layout, input=inp,
                               output=out, verified=None)
+        from .graph_count import count_graph
+
+        counts = count_graph(path)
         write_manifest(stage, {
             "schema": SCHEMA, "name": path.name, "task": "classification",
-            "classes": [str(i) for i in range(classes)], "created": "",
-            "model": {"name": path.stem, "params": None, "macs": None, "kwargs": {}},
-            "input": {"height": int(h), "width": int(w), "channels": int(channels),
-                      "color": "GRAY" if channels == 1 else "RGB", "resize": "stretch", "interpolation": "area",
-                      "scale": 1.0 / 255.0, "mean": [0.0] * channels, "std": [1.0] * channels},
-            "artifacts": [rec], "source": {"file": str(path.resolve())}, "samples": [],
+            "classes": [str(i) for i in range(max(1, classes))], "created": "",
+            "model": {"name": path.stem, "params": counts["params"], "macs": counts["macs"],
+                      "counted_from": counts["counted_from"], "kwargs": {}},
+            "input": spec, "artifacts": [rec], "source": {"file": str(path.resolve())}, "samples": [],
         })
         yield stage
+
+
+def _input_block(path: Path, shape: list, fmt: str) -> tuple[dict, str]:
+    """(manifest input block, artifact layout): an image when the shape is one, else a features tensor."""
+    if len(shape) == 4:
+        try:
+            layout, channels, (h, w) = input_layout(str(path), shape, fmt=fmt)
+        except EdgeCNNError:
+            pass
+        else:
+            if h is None or w is None:
+                raise EdgeCNNError(f"{path}: input size is dynamic ({shape}); export it with a fixed height "
+                                   "and width")
+            return {"height": int(h), "width": int(w), "channels": int(channels),
+                    "color": "GRAY" if channels == 1 else "RGB", "resize": "stretch", "interpolation": "area",
+                    "scale": 1.0 / 255.0, "mean": [0.0] * channels, "std": [1.0] * channels}, layout
+    if len(shape) < 2 or any(d is None or d < 1 for d in shape[1:]):
+        raise EdgeCNNError(f"{path}: input shape {shape} has dynamic or missing dimensions besides the batch; "
+                           "export it with a fixed shape")
+    return {"kind": "features", "shape": [int(d) for d in shape[1:]]}, "ND"
+
+
+def random_input(bundle_dir: Path, batch: int) -> tuple[np.ndarray, str]:
+    """Seeded random input in the file's own dtype, layout and range (what trtexec / benchmark_model feed).
+
+    int8 / uint8: uniform over the whole integer range (everything the quantization can represent);
+    float: uniform in [0, 1) (pixels scaled to [0, 1], the importer's default assumption)."""
+    from ..bundle import Bundle
+
+    if batch < 1:
+        raise EdgeCNNError(f"--batch must be at least 1, got {batch}")
+    b = Bundle.load(bundle_dir)
+    art = b.artifacts[0]
+    spec = b.input
+    if spec.get("kind") == "features":
+        shape = tuple(spec["shape"])
+    else:
+        c, h, w = spec["channels"], spec["height"], spec["width"]
+        shape = (h, w, c) if art.layout == "NHWC" else (c, h, w)
+    dtype = np.dtype(art.info["input"]["dtype"])
+    rng = np.random.default_rng(0)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, int(info.max) + 1, size=(batch, *shape), dtype=dtype)
+        return x, f"seeded random {dtype.name} over [{info.min}, {info.max}] (bare file)"
+    return rng.random((batch, *shape), dtype=np.float32).astype(dtype), f"seeded random {dtype.name} in [0, 1) (bare file)"

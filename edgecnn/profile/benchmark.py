@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,7 +157,8 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
     ckpt = read_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
     mname = ckpt["model"]["name"]
-    out = Path(out) if out else Path("benchmark") / f"{mname}-{data}"
+    # a data name like ts:/path/to/Set or folder:photos is one folder name, not a path
+    out = Path(out) if out else Path("benchmark") / f"{mname}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', data).strip('-')}"
     out.mkdir(parents=True, exist_ok=True)
 
     present = available_backends()
@@ -181,7 +183,7 @@ def run_benchmark(checkpoint: str | Path, *, data: str, data_root: str | None = 
                       verify_samples=test_limit, log=log, allow_chance=True)  # a row, measured, not refused
     bundle = Bundle.load(bundle_dir)
 
-    ds = load_dataset(data, data_root) if data_root else load_dataset(data)
+    ds = load_dataset(data, data_root, input_spec=bundle.input)
     x_test, y_test = preprocessed(ds, "test", bundle.input, test_limit)
     x1 = x_test[:1]
     rows: list[dict] = []

@@ -97,10 +97,10 @@ def _profile(args: argparse.Namespace) -> int:
         return profile_on_targets(args)
     bare = Path(args.bundle).suffix.lower() in (".onnx", ".tflite") and not Path(args.bundle).is_dir()
     if bare:  # a file made anywhere: profiled in a throw-away bundle around it (edgecnn.profile.bare)
-        from .bare import bare_bundle
+        from .bare import bare_bundle, random_input
 
         with bare_bundle(args.bundle) as tmp:
-            report = _profile_run(args, tmp)
+            report = _profile_run(args, tmp, random_input(tmp, args.batch))
         report["bundle"].update(path=str(Path(args.bundle).resolve()), bare_file=True)
     else:
         report = _profile_run(args, args.bundle)
@@ -121,7 +121,7 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_run(args: argparse.Namespace, bundle) -> dict:
+def _profile_run(args: argparse.Namespace, bundle, raw_input=None) -> dict:
     from .profiler import DEFAULT_RUNS, profile_bundle
 
     return profile_bundle(
@@ -136,6 +136,7 @@ def _profile_run(args: argparse.Namespace, bundle) -> dict:
         per_op=args.per_op,
         device_profile=args.device,
         progress=args.progress,
+        raw_input=raw_input,
     )
 
 

@@ -143,7 +143,7 @@ def bundle_inputs(bundle: Bundle, batch: int) -> tuple[np.ndarray, str]:
         with np.load(calib) as z:
             data = z["x"].astype(np.float32)
         return data[np.arange(batch) % len(data)], "calib.npz"
-    shape = (batch, *model_input_shape(spec))
+    shape = (batch, *(spec["shape"] if spec.get("kind") == "features" else model_input_shape(spec)))
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32), "random normal (no samples in bundle)"
 
 
@@ -259,8 +259,10 @@ def time_runs(run: Callable[[np.ndarray], Any], x: np.ndarray, *, runs: int | No
 def profile_configuration(artifact: Artifact, backend: str, threads: int | None, x_nchw: np.ndarray, *,
                           runs: int | None = DEFAULT_RUNS, duration: float | None = None,
                           warmup: int = DEFAULT_WARMUP, per_op: bool = False, progress: bool = True,
-                          open_options: dict | None = None) -> dict[str, Any]:
-    """Profile one artifact on one backend with one thread count; returns a report `results` entry."""
+                          open_options: dict | None = None, raw: bool = False) -> dict[str, Any]:
+    """Profile one artifact on one backend with one thread count; returns a report `results` entry.
+
+    raw: `x_nchw` is already the model's input (its dtype and layout, e.g. a bare file's random input)."""
     memory = MemoryMeter()
     rss_before = memory.sample()
     t0 = time.perf_counter()
@@ -268,7 +270,7 @@ def profile_configuration(artifact: Artifact, backend: str, threads: int | None,
     load_ms = (time.perf_counter() - t0) * 1e3
     try:
         rss_loaded = memory.sample()
-        x = engine.prepare(x_nchw)
+        x = x_nchw if raw else engine.prepare(x_nchw)
         t0 = time.perf_counter()
         engine.run_raw(x)
         first_ms = (time.perf_counter() - t0) * 1e3
@@ -319,8 +321,11 @@ def profile_bundle(path: str | Path, *, backend: str = "auto", precision: str | 
                    threads: str | int | Sequence[int] | None = None, runs: int | None = DEFAULT_RUNS,
                    duration: float | None = None, warmup: int = DEFAULT_WARMUP, batch: int = 1,
                    per_op: bool = False, device_profile: str | None = None, progress: bool = True,
-                   log: Callable[[str], None] = print, environment_root: str | os.PathLike = "/") -> dict:
-    """Profile every selected configuration of a bundle and return a report (schema edgecnn.profile/1)."""
+                   log: Callable[[str], None] = print, environment_root: str | os.PathLike = "/",
+                   raw_input: tuple[np.ndarray, str] | None = None) -> dict:
+    """Profile every selected configuration of a bundle and return a report (schema edgecnn.profile/1).
+
+    raw_input: (the model's input itself, how it was made), e.g. `bare.random_input` for a bare file."""
     if duration is not None:
         if duration <= 0:
             raise EdgeCNNError(f"--duration must be positive, got {duration:g}")
@@ -332,7 +337,7 @@ def profile_bundle(path: str | Path, *, backend: str = "auto", precision: str | 
     thread_list = parse_threads(threads)
     bundle = Bundle.load(path)
     configs, skipped = plan_configurations(bundle, backend, precision)
-    x, input_source = bundle_inputs(bundle, batch)
+    x, input_source = raw_input if raw_input is not None else bundle_inputs(bundle, batch)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     env = environment_record(environment_root)
     results = []
@@ -342,7 +347,7 @@ def profile_bundle(path: str | Path, *, backend: str = "auto", precision: str | 
             try:
                 results.append(profile_configuration(artifact, name, t, x, runs=runs, duration=duration,
                                                      warmup=warmup, per_op=per_op, progress=progress,
-                                                     open_options=options))
+                                                     open_options=options, raw=raw_input is not None))
             except EdgeCNNError as e:
                 if len(configs) * len(thread_list) == 1:
                     raise
@@ -354,5 +359,8 @@ def profile_bundle(path: str | Path, *, backend: str = "auto", precision: str | 
                 "threads": thread_list, "backend": backend, "precision": precision or "all",
                 "device_profile": device_profile, "input": input_source}
     b = {"path": str(bundle.path.resolve()), "name": bundle.name, "model": (bundle.manifest.get("model") or {}).get("name"),
-         "input": dict(zip(("channels", "height", "width"), model_input_shape(bundle.input)))}
+         "input": {"kind": "features", "shape": list(bundle.input["shape"])} if bundle.input.get("kind") == "features"
+         else dict(zip(("channels", "height", "width"), model_input_shape(bundle.input))),
+         "params": (bundle.manifest.get("model") or {}).get("params"),
+         "macs": (bundle.manifest.get("model") or {}).get("macs")}
     return new_report(b, env, settings, results, skipped, created)

@@ -5,7 +5,7 @@ A report (one `edgecnn profile` run) is a JSON object:
     schema        "edgecnn.profile/1"
     tool          "edgecnn 0.1.0"
     created       ISO 8601 UTC time
-    bundle        {path, name, model, input: {height, width, channels}}
+    bundle        {path, name, model, input: {height, width, channels} | {kind: features, shape}, params, macs}
     environment   see environment.environment_record (board, CPU, governor/clock, temperatures, OS, versions)
     settings      {runs (int|null), duration_s (float|null), warmup, batch, per_op, device_profile (str|null)}
     results       one per configuration (artifact x backend x threads):
@@ -178,9 +178,19 @@ def _settings_line(report: dict) -> str:
             "(input prepared beforehand)")
 
 
+def model_line(bundle: dict) -> str:
+    """'model ad01: input features [640], 270,400 parameters, 264,192 MACs' (counts when known)."""
+    inp = bundle.get("input") or {}
+    shown = (f"features {inp.get('shape')}" if inp.get("kind") == "features" else
+             f"{inp.get('channels')}x{inp.get('height')}x{inp.get('width')}")
+    counts = "parameters and MACs not counted" if bundle.get("params") is None else \
+        f"{bundle['params']:,} parameters, {bundle['macs']:,} MACs per sample"
+    return f"model {bundle.get('model')}: input {shown}, {counts}"
+
+
 def console_summary(report: dict) -> str:
     lines = [f"{report['bundle'].get('name')}: {environment_summary(report['environment'])}",
-             _settings_line(report), ""]
+             model_line(report["bundle"]), _settings_line(report), ""]
     lines.append(text_table(RESULT_HEADER, [result_row(r) for r in report["results"]]))
     for r in report["results"]:
         op = r.get("per_op")
@@ -202,7 +212,7 @@ def markdown_report(report: dict) -> str:
     b, env = report["bundle"], report["environment"]
     lines = [f"# Latency profile: {b.get('name')}", "",
              f"- created: {report.get('created')} by {report.get('tool')}",
-             f"- bundle: `{b.get('path')}` (model {b.get('model')}, input {b.get('input')})",
+             f"- bundle: `{b.get('path')}` ({model_line(b)})",
              f"- environment: {environment_summary(env)}",
              f"- libraries: {', '.join(f'{k} {v}' for k, v in (env.get('libraries') or {}).items())}",
              f"- method: {_settings_line(report)}", "",

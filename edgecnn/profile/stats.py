@@ -180,15 +180,19 @@ class RunStats:
         # Rings of the last `window` frames (lists: a per-frame store into a list is cheaper than numpy's).
         self._recent = {s: [math.nan] * self.window for s in self.stages}
         self._ends = [math.nan] * self.window  # perf_counter at the end of each recent frame
+        self.age = LatencyHistogram()  # result age (capture -> result) when the caller gives it
         self._lock = threading.Lock()
         self.frames = 0
         self.dropped = 0
         self.start = time.perf_counter()
 
-    def add_frame(self, stage_ms: dict[str, float], end: float | None = None) -> None:
-        """Record one frame's milliseconds per stage (stages it lacks are left out for this frame)."""
+    def add_frame(self, stage_ms: dict[str, float], end: float | None = None, age_ms: float | None = None) -> None:
+        """Record one frame's milliseconds per stage (stages it lacks are left out for this frame), and
+        its result age when given."""
         end = time.perf_counter() if end is None else end
         with self._lock:
+            if age_ms is not None:
+                self.age.add(age_ms)
             slot = self.frames % self.window
             for s, ms in stage_ms.items():
                 h = self._hist.get(s)

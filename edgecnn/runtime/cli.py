@@ -34,7 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(Jetson), picamera2://0 (Pi), rtsp://... or http://..., a video file, "
                                    "an image folder or glob.")
     _add_model_args(p)
-    p.add_argument("--source", default=None, help="frame source URI (default: the device profile's camera)")
+    p.add_argument("--source", action="append", default=None,
+                   help="frame source URI (default: the device profile's camera); repeat it for several cameras, "
+                        "which share one loaded model (each result names its source)")
+    p.add_argument("--latency-mode", choices=("fresh", "throughput"), default=None,
+                   help="fresh: every stage keeps only the newest frame (results stay recent; older frames are "
+                        "dropped and counted); throughput: queues, no frame dropped between stages (default: "
+                        "fresh for cameras and streams, throughput for files)")
+    p.add_argument("--predictions", metavar="FILE.jsonl", default=None,
+                   help="append one JSON line per result to FILE, rotated by size (see --predictions-max-mb)")
+    p.add_argument("--predictions-max-mb", metavar="MB", type=float, default=10.0,
+                   help="with --predictions: start a new file past this size (default 10)")
+    p.add_argument("--predictions-keep", metavar="N", type=int, default=5,
+                   help="with --predictions: rotated files kept, FILE.1 .. FILE.N (default 5)")
     p.add_argument("--headless", action="store_true", help="no window: one JSON line per frame on stdout")
     p.add_argument("--save", metavar="OUT.mp4", default=None, help="also write the annotated video here")
     p.add_argument("--serve", metavar="HOST:PORT", nargs="?", const="127.0.0.1:8080", default=None,
@@ -53,8 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--size", metavar="WxH", default=None, help="camera capture size, e.g. 1280x720")
     p.add_argument("--reconnect-timeout", type=float, default=30.0,
-                   help="seconds to keep retrying a lost live source before giving up (default 30); a stream "
-                        "that sends nothing for this long (at most 10 s) counts as lost")
+                   help="seconds to keep retrying a live source that is not there yet or was lost, at most ~1 s "
+                        "apart, before giving up (default 30; 0 = retry forever); a stream that sends nothing "
+                        "for this long (at most 10 s) counts as lost")
     p.add_argument("--loop", action="store_true",
                    help="play a video file or image folder again from the start at its end (e.g. a soak test)")
     p.add_argument("--report", metavar="PATH.json", default=None, help="write the run summary as JSON")
@@ -82,6 +95,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_tune(sub)
 
 
+class _IsoFormatter(logging.Formatter):
+    """`2026-12-07T06:41:02.123+00:00 WARNING edgecnn: ...`: ISO 8601 with the UTC offset, then the level
+    (journald keeps the line as it is and adds its own fields)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        from datetime import datetime
+
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (not the stream of the first call: in-process
+    callers and tests replace sys.stderr between runs)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     import os
 
@@ -89,8 +125,8 @@ def _setup_logging() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     logger = logging.getLogger("edgecnn.runtime")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("edgecnn: %(levelname)s: %(message)s"))
+        handler = _StderrHandler()
+        handler.setFormatter(_IsoFormatter("%(asctime)s %(levelname)s edgecnn: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -136,14 +172,18 @@ def _open_classifier(args: argparse.Namespace, profile: dict | None) -> Any:
         return Classifier(args.bundle, backend=fallback, precision="auto", threads=args.threads, top_k=args.top_k)
 
 
-def _sigterm_as_interrupt() -> None:
-    """`kill`/systemd stop finish the run like Ctrl-C: summary printed, video saved."""
+def _stop_on_signals(stop: Any) -> None:
+    """SIGTERM (`kill`, systemd stop) and SIGINT (Ctrl-C) set `stop`: the run ends between two results
+    (summary printed, video saved, no record half written); a second signal interrupts at once."""
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
     try:
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread (embedded use): leave signals alone
         pass
 
@@ -160,46 +200,73 @@ def _size(text: str | None) -> tuple[int | None, int | None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import threading
+
     from ..errors import EdgeCNNError
-    from .app import RunOptions, check_options, open_run_source, parse_roi, run
+    from .app import RunOptions, check_options, open_run_sources, parse_roi, run
 
     _setup_logging()
     profile = _apply_device_profile(args)
-    if args.source is None:
+    if isinstance(args.source, str):  # a device profile's camera
+        args.source = [args.source]
+    if not args.source:
         raise EdgeCNNError("--source is required (a camera index, /dev/videoN, csi://0, a video, a folder, a URL)")
     from .series_cli import run_if_series
 
-    status = run_if_series(args, profile, _open_classifier, _sigterm_as_interrupt)  # series bundles run there
+    status = run_if_series(args, profile, _open_classifier, _stop_on_signals)  # series bundles run there
     if status is not None:
         return status
     width, height = _size(args.size)
+    sources = [str(s) for s in args.source]
     opts = RunOptions(
-        source=str(args.source), top_k=args.top_k, headless=args.headless, save=args.save, serve=args.serve,
+        source=sources[0] if len(sources) == 1 else sources, top_k=args.top_k, headless=args.headless,
+        save=args.save, serve=args.serve,
         realtime=args.realtime, roi=parse_roi(args.roi) if args.roi else None, center_crop=args.center_crop,
         smooth=args.smooth, max_frames=args.max_frames, report=args.report,
         reconnect_timeout=args.reconnect_timeout, width=width, height=height,
         max_viewers=args.max_viewers, serve_token=args.serve_token, device=args.device, loop=args.loop,
-        health=args.health, stale_after=args.stale_after,
+        health=args.health, stale_after=args.stale_after, latency_mode=args.latency_mode,
+        predictions=args.predictions, predictions_max_bytes=int(args.predictions_max_mb * 2**20),
+        predictions_keep=args.predictions_keep,
     )
     check_options(opts)
     from ..bundle import Bundle
 
-    Bundle.load(args.bundle)  # a bad bundle is reported before a camera is opened
-    source = open_run_source(opts)
+    if Bundle.load(args.bundle).input.get("kind") == "features":  # a bad bundle is reported before a camera opens
+        raise EdgeCNNError(f"{args.bundle}: this bundle takes features, not frames: classify .npy arrays with "
+                           f"`edgecnn classify {args.bundle} x.npy` (or Classifier.predict_features)")
+    stop = threading.Event()
+    _stop_on_signals(stop)  # from here on a stop request is honoured: sources connect in their threads
+    sources = open_run_sources(opts)
     try:
         clf = _open_classifier(args, profile)
     except BaseException:
-        source.close()
+        for s in sources:
+            s.close()
         raise
     d = clf.describe()
-    total = f", {source.frame_count} frames" if source.frame_count else ""
+    shown = "; ".join(f"{s.describe}{f', {s.frame_count} frames' if s.frame_count else ''}" for s in sources)
     opts.banner = (f"edgecnn: {d['name']}: {d['backend']} {d['version']}, {d['artifact']} ({d['precision']}, "
-                   f"threads {d['threads'] or 'default'}; {d['why']}); source: {source.describe}{total}")
-    _sigterm_as_interrupt()
+                   f"threads {d['threads'] or 'default'}; {d['why']}); source: {shown}")
+    error: EdgeCNNError | None = None
     try:
-        run(clf, opts, source)
+        run(clf, opts, sources, stop=stop)
+    except EdgeCNNError as e:
+        error = e
     finally:
         clf.close()
+    if any(s.abandoned for s in sources):
+        # A capture thread is still blocked in a read (FFmpeg, a driver): the summary and the report are
+        # written; leave now, without running the libraries' exit handlers under that thread.
+        if error is not None:
+            print(f"edgecnn: error: {error}", file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2 if error is not None else 0)
+    if error is not None:
+        raise error
     return 0
 
 
@@ -215,6 +282,9 @@ def _classified(clf, paths: list[str]):
             yield path, clf.predict(path)
         return
     for path in paths:
+        if not str(path).endswith(".npy"):
+            raise EdgeCNNError(f"{path}: this bundle takes features (.npy arrays of shape {clf.input_spec['shape']} "
+                               "or [N, ...]), not images")
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:

@@ -1,27 +1,36 @@
 """The stages of `edgecnn run` and the threads that overlap them.
 
-    capture (read/decode) -> preprocess (crop, resize, normalize) -> infer (inference + postprocess)
+    capture (wait + read/decode) -> preprocess (crop, resize, normalize) -> infer (inference + postprocess)
         -> render (overlay + sinks, in the caller's thread)
 
-`Pipeline` runs capture, preprocess and infer each in its own thread, joined by small bounded
-queues, and hands finished frames to the caller in source order, so that throughput approaches
-1 / (slowest stage) rather than 1 / (sum of stages): OpenCV decoding, OpenCV/numpy preprocessing and
-the inference backends release the GIL while they work. The queues block when full, so a file
-source loses no frame (its reader simply waits); a live source keeps only its newest frame in its
-own capture thread (`Source`), so a slow model never builds up lag beyond the few frames in flight
-here. `sequential=True` runs the same stage functions one after the other in the caller's thread
-(no overlap), which benchmarks use as the baseline.
+`Pipeline` runs, per source, a capture and a preprocess thread, and one inference thread for all
+sources (one loaded model, used from one thread: every backend is safe that way), joined by
+`_Slot`s; finished frames go to the caller. OpenCV decoding, OpenCV/numpy preprocessing and the
+inference backends release the GIL while they work, so throughput approaches 1 / (slowest stage)
+rather than 1 / (sum of stages).
 
-Each stage times its own work (time.perf_counter) into the frame's `ms`; waiting in a queue is not
-a stage's time. `Job.captured` is when the frame was read, so the caller can measure end-to-end
-latency as well.
+Two latency modes (`--latency-mode`):
+  * `fresh` (the default for cameras and streams): every slot keeps only the newest item per source;
+    an older one is replaced and counted as dropped (`dropped_by[stage]`), so a result describes the
+    newest frame the model could take: its age stays near capture + preprocess + inference, whatever
+    the model's speed.
+  * `throughput` (the default for files): slots are FIFO queues of QUEUE_DEPTH that block when full:
+    a file loses no frame (its reader waits), results come in source order.
+A live source also keeps only its newest frame in its own capture thread (`Source`).
+`sequential=True` runs the same stage functions one after the other in the caller's thread (one
+source, no overlap), which benchmarks use as the baseline.
+
+Each stage times its own work (time.perf_counter) into the job's `ms`; waiting in a slot is not a
+stage's time; "wait" is the time a live source's read waited for the frame to arrive (not work:
+left out of "total"). `Job.captured` is when the frame was read, so the caller can measure a
+result's age.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -31,8 +40,8 @@ from ..preprocess import softmax
 from .classifier import Classifier
 from .sources import Frame, Source
 
-QUEUE_DEPTH = 2  # frames waiting between two stages; small: more only adds latency
-_END = object()
+QUEUE_DEPTH = 2  # throughput mode: frames waiting between two stages; small: more only adds latency
+LATENCY_MODES = ("fresh", "throughput")
 _POLL_S = 0.1  # how often a blocked stage looks at the stop flag
 
 
@@ -47,6 +56,12 @@ class Job:
     x: np.ndarray | None = None  # preprocessed CHW input
     probs: np.ndarray | None = None
     top: list[tuple[str, float]] = field(default_factory=list)
+    source: int = 0  # index of the source in the pipeline's list
+
+
+@dataclass
+class _End:
+    source: int
 
 
 @dataclass
@@ -54,8 +69,48 @@ class _Failure:
     error: BaseException
 
 
+class _Slot:
+    """Items between two stages. fresh: the newest Job per source (a newer one replaces it and is
+    counted as dropped); throughput: a FIFO of `depth` whose put() blocks while full. Control items
+    (_End, _Failure) are never dropped."""
+
+    def __init__(self, fresh: bool, depth: int, stop: threading.Event, on_drop: Callable[[Job], None]):
+        self.fresh, self.depth, self.stop, self.on_drop = fresh, depth, stop, on_drop
+        self.items: deque[Any] = deque()
+        self.cond = threading.Condition()
+
+    def put(self, item: Any) -> bool:
+        with self.cond:
+            if self.fresh and isinstance(item, Job):
+                for old in self.items:
+                    if isinstance(old, Job) and old.source == item.source:
+                        self.items.remove(old)
+                        self.on_drop(old)
+                        break
+            elif isinstance(item, Job):
+                while len(self.items) >= self.depth:
+                    if self.stop.is_set():
+                        return False
+                    self.cond.wait(_POLL_S)
+            self.items.append(item)
+            self.cond.notify_all()
+            return True
+
+    def get(self) -> Any:
+        """The oldest item; None once the pipeline is stopped."""
+        with self.cond:
+            while not self.items:
+                if self.stop.is_set():
+                    return None
+                self.cond.wait(_POLL_S)
+            item = self.items.popleft()
+            self.cond.notify_all()
+            return item
+
+
 class Stages:
-    """The stage functions (each Job -> Job), shared by the threaded and the sequential pipeline."""
+    """The stage functions (each Job -> Job), shared by the threaded and the sequential pipeline.
+    One Stages per source (crop boxes and EMA smoothing are per source); they may share a Classifier."""
 
     def __init__(self, clf: Classifier, crop: Callable[[tuple[int, ...]], tuple | None],
                  smooth: float | None = None):
@@ -93,115 +148,166 @@ class Stages:
 
 
 class Pipeline:
-    """Frames of `source` through `stages`, yielded in order as finished Jobs (see the module doc).
+    """Frames of `sources` through their `stages`, yielded as finished Jobs (see the module doc).
 
-    `max_frames` bounds how many frames are taken from the source (`frames_in`). Errors in a stage
-    thread are raised in the caller's thread when the iteration reaches them. Always `close()`.
+    `sources` and `stages` are one object or lists of the same length. `max_frames` bounds how many
+    frames are taken from each source (`frames_in`, per source in `frames_in_by`). Errors in a stage
+    thread are raised in the caller's thread when the iteration reaches them. `stop` (an Event) ends
+    the iteration at the next poll. Always `close()`.
     """
 
-    def __init__(self, source: Source, stages: Stages, max_frames: int | None = None, sequential: bool = False,
-                 depth: int = QUEUE_DEPTH):
-        self.source, self.stages, self.max_frames = source, stages, max_frames
-        self.sequential = sequential
-        self.frames_in = 0
+    def __init__(self, sources: Source | list[Source], stages: Stages | list[Stages], max_frames: int | None = None,
+                 sequential: bool = False, depth: int = QUEUE_DEPTH, latency_mode: str | None = None,
+                 stop: threading.Event | None = None):
+        self.sources = sources if isinstance(sources, list) else [sources]
+        self.stages = stages if isinstance(stages, list) else [stages]
+        if len(self.sources) != len(self.stages):
+            raise ValueError("one Stages per source")
+        if sequential and len(self.sources) != 1:
+            raise ValueError("sequential=True takes one source")
+        self.source = self.sources[0]
+        self.max_frames, self.sequential = max_frames, sequential
+        if latency_mode is None:
+            latency_mode = "fresh" if any(s.threaded for s in self.sources) else "throughput"
+        if latency_mode not in LATENCY_MODES:
+            raise ValueError(f"latency_mode must be one of {LATENCY_MODES}, got {latency_mode!r}")
+        self.latency_mode = latency_mode
+        fresh = latency_mode == "fresh"
+        self.frames_in_by = [0] * len(self.sources)
+        self.dropped_by: dict[str, int] = {"preprocess": 0, "infer": 0, "render": 0}  # slot before that stage
+        self.dropped_by_source = [0] * len(self.sources)
+        self._drop_lock = threading.Lock()
         self._stop = threading.Event()
+        self._user_stop = stop
         self._threads: list[threading.Thread] = []
-        depth = 1 if source.threaded else depth  # a live source: as little lag as possible
-        self._queues = [queue.Queue(maxsize=depth) for _ in range(3)]
+        n = len(self.sources)
+
+        def slot(stage: str, size: int) -> _Slot:
+            return _Slot(fresh, size, self._stop, lambda job: self._dropped(stage, job))
+
+        self._pre_in = [slot("preprocess", depth) for _ in range(n)]
+        self._infer_in = slot("infer", depth * n)
+        self._out = slot("render", depth * n)
+        self._ended = 0
+        self._captures: list[threading.Thread | None] = [None] * n
         if not sequential:
-            steps: list[tuple[str, Callable[[Job], Job]]] = [("preprocess", stages.preprocess),
-                                                            ("infer", stages.infer)]
-            self._spawn("capture", self._capture_loop, self._queues[0])
-            for i, (name, fn) in enumerate(steps):
-                self._spawn(name, self._stage_loop, fn, self._queues[i], self._queues[i + 1])
+            for i in range(n):
+                self._captures[i] = self._spawn(f"capture-{i}" if n > 1 else "capture", self._capture_loop, i)
+                self._spawn(f"preprocess-{i}" if n > 1 else "preprocess", self._preprocess_loop, i)
+            self._spawn("infer", self._infer_loop)
+
+    @property
+    def frames_in(self) -> int:
+        return sum(self.frames_in_by)
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped between the stages (fresh mode); the sources' own drops are theirs."""
+        return sum(self.dropped_by.values())
+
+    def _dropped(self, stage: str, job: Job) -> None:
+        with self._drop_lock:
+            self.dropped_by[stage] += 1
+            self.dropped_by_source[job.source] += 1
 
     # -- the threads ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=f"edgecnn-{name}", daemon=True)
         t.start()
         self._threads.append(t)
+        return t
 
-    def _put(self, q: queue.Queue, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                q.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _get(self, q: queue.Queue) -> Any:
-        while not self._stop.is_set():
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-        return _END
-
-    def _read(self) -> Job | None:
-        if self.max_frames is not None and self.frames_in >= self.max_frames:
+    def _read(self, i: int) -> Job | None:
+        if self.max_frames is not None and self.frames_in_by[i] >= self.max_frames:
             return None
-        frame = self.source.read()
+        frame = self.sources[i].read()
         if frame is None:
             return None
-        self.frames_in += 1
-        return Job(frame, frame.timestamp, {"capture": frame.read_ms})
+        self.frames_in_by[i] += 1
+        ms = {"capture": frame.read_ms}
+        if self.sources[i].live:
+            ms["wait"] = frame.wait_ms
+        return Job(frame, frame.timestamp, ms, source=i)
 
-    def _capture_loop(self, out: queue.Queue) -> None:
+    def _capture_loop(self, i: int) -> None:
         try:
             while not self._stop.is_set():
-                job = self._read()
+                job = self._read(i)
                 if job is None:
                     break
-                if not self._put(out, job):
+                if not self._pre_in[i].put(job):
                     return
         except BaseException as e:  # handed downstream; the caller raises it
-            self._put(out, _Failure(e))
+            self._pre_in[i].put(_Failure(e))
             return
-        self._put(out, _END)
+        self._pre_in[i].put(_End(i))
 
-    def _stage_loop(self, fn: Callable[[Job], Job], inq: queue.Queue, out: queue.Queue) -> None:
-        while True:
-            item = self._get(inq)
-            if item is _END or isinstance(item, _Failure):
-                self._put(out, item)
+    def _preprocess_loop(self, i: int) -> None:
+        fn = self.stages[i].preprocess
+        while (item := self._pre_in[i].get()) is not None:
+            if isinstance(item, Job):
+                try:
+                    item = fn(item)
+                except BaseException as e:
+                    item = _Failure(e)
+            if not self._infer_in.put(item) or not isinstance(item, Job):
                 return
-            try:
-                item = fn(item)
-            except BaseException as e:
-                self._put(out, _Failure(e))
-                return
-            if not self._put(out, item):
+
+    def _infer_loop(self) -> None:
+        while (item := self._infer_in.get()) is not None:
+            if isinstance(item, _End):
+                self._ended += 1
+                if self._ended < len(self.sources):
+                    continue
+            elif isinstance(item, Job):
+                try:
+                    item = self.stages[item.source].infer(item)
+                except BaseException as e:
+                    item = _Failure(e)
+            if not self._out.put(item) or not isinstance(item, Job):
                 return
 
     # -- the caller's side ----------------------------------------------------------------------
 
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or (self._user_stop is not None and self._user_stop.is_set())
+
     def __iter__(self) -> Iterator[Job]:
         if self.sequential:
-            while (job := self._read()) is not None:
-                yield self.stages.infer(self.stages.preprocess(job))
+            while not self._stopping() and (job := self._read(0)) is not None:
+                yield self.stages[0].infer(self.stages[0].preprocess(job))
             return
-        last = self._queues[-1]
+        out = self._out
         while True:
-            try:  # short waits keep Ctrl-C responsive
-                item = last.get(timeout=_POLL_S)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
+            with out.cond:  # short waits keep Ctrl-C and the stop flag responsive
+                if not out.items:
+                    out.cond.wait(_POLL_S)
+                item = out.items.popleft() if out.items else None
+                if item is not None:
+                    out.cond.notify_all()
+            if self._stopping():
+                return
+            if item is None:
                 continue
-            if item is _END:
+            if isinstance(item, _End):
                 return
             if isinstance(item, _Failure):
                 raise item.error
             yield item
 
     def close(self) -> None:
-        """Stop the threads (frames still in flight are discarded) and wait for them. A live source
-        is closed first, which wakes a capture thread waiting for its next frame; a file source is
-        left for the caller to close once no thread reads it any more."""
+        """Stop the threads (frames still in flight are discarded) and wait for them (at most ~1 s
+        in all: a stage thread still busy is a daemon, left to end). Live sources are closed first,
+        which wakes capture threads waiting for their next frame; a file source is left for the
+        caller to close once no thread reads it any more."""
         self._stop.set()
-        if self.source.threaded:
-            self.source.close()
+        for s in self.sources:
+            if s.threaded:
+                s.close()
+        deadline = time.monotonic() + 1.0
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        for i, s in enumerate(self.sources):  # a file's reader is released by the caller: not under a read
+            if not s.threaded and self._captures[i] is not None:
+                self._captures[i].join(timeout=5)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any
@@ -34,7 +35,7 @@ from .classifier import Classifier
 from .health import DEFAULT_STALE_AFTER_S, Health, HealthServer
 from .overlay import STAGES, draw_overlay
 from .series_sources import SeriesSource, Window, default_hop, open_series_source
-from .sinks import JsonLinesSink, Sink
+from .sinks import JsonLinesSink, PredictionsSink, Sink
 from .smoothing import ResultSmoother, Smoothed
 
 log = logging.getLogger("edgecnn.runtime")
@@ -62,6 +63,9 @@ class SeriesOptions:
     max_windows: int | None = None
     report: str | None = None
     reconnect_timeout: float = 30.0
+    predictions: str | None = None  # JSON lines file, rotated by size (as for images)
+    predictions_max_bytes: int = 10 << 20
+    predictions_keep: int = 5
     health: str | None = None  # HOST:PORT of a /healthz server without the dashboard
     stale_after: float = DEFAULT_STALE_AFTER_S  # /healthz and the systemd watchdog: no result for this long
     banner: str | None = None
@@ -147,7 +151,7 @@ class SeriesRenderer:
             record["gap"] = True
         keep = True
         for sink in self.sinks:
-            if isinstance(sink, JsonLinesSink):
+            if isinstance(sink, (JsonLinesSink, PredictionsSink)):
                 keep = sink.write(None, record) and keep
                 continue
             image = None
@@ -167,8 +171,10 @@ class SeriesRenderer:
 def open_series_sinks(clf: Classifier, opts: SeriesOptions, source: SeriesSource, stdout: IO[str],
                       stderr: IO[str], health: Health | None = None) -> list[Sink]:
     sinks: list[Sink] = []
-    if opts.headless or not opts.serve:
+    if opts.headless or not (opts.serve or opts.predictions):
         sinks.append(JsonLinesSink(stdout))
+    if opts.predictions:
+        sinks.append(PredictionsSink(opts.predictions, opts.predictions_max_bytes, opts.predictions_keep))
     if opts.serve:
         from .server import DashboardSink, device_name
 
@@ -183,9 +189,11 @@ def open_series_sinks(clf: Classifier, opts: SeriesOptions, source: SeriesSource
 
 
 def run_series(clf: Classifier, opts: SeriesOptions, source: SeriesSource | None = None,
-               stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> dict:
-    """Classify the windows of `opts.source` (or the opened `source`) until it ends, --max-frames windows
-    or Ctrl-C. Returns the summary (also printed to stderr, and written to `opts.report`)."""
+               stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+               stop: threading.Event | None = None) -> dict:
+    """Classify the windows of `opts.source` (or the opened `source`) until it ends, --max-frames windows,
+    `stop` is set (SIGTERM, Ctrl-C: between two windows) or KeyboardInterrupt. Returns the summary (also
+    printed to stderr, and written to `opts.report`)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     check_series_options(opts)
@@ -209,7 +217,7 @@ def run_series(clf: Classifier, opts: SeriesOptions, source: SeriesSource | None
         rate_checked = False
         start = stats.start = time.perf_counter()
         try:
-            for window in source:
+            while (window := source.read(stop)) is not None:
                 if stats.frames == 0 and opts.banner:
                     print(opts.banner, file=stderr, flush=True)
                 if window.after_gap:
@@ -232,6 +240,7 @@ def run_series(clf: Classifier, opts: SeriesOptions, source: SeriesSource | None
             if stats.frames == 0:
                 raise
             lost = e  # mid-stream (a port that did not come back): summary first, then the error
+        interrupted = interrupted or (stop is not None and stop.is_set())
         elapsed = time.perf_counter() - start
         summary = series_summary(clf, opts, source, stats, smoother, elapsed, interrupted)
         summary["age"] = {k: v for k, v in render.age.stats().items() if k in ("p50", "p90", "p99", "mean")}

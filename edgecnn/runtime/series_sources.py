@@ -14,7 +14,7 @@ window k covers samples [k*hop, k*hop + length) of the stream. Files hand over e
 sample rate) are read by a capture thread into a bounded buffer, and `read()` returns the newest complete
 window not yet delivered: a slow consumer skips windows (counted in `dropped`) instead of lagging. Each
 window carries `captured`, the wall-clock time (time.time(), epoch seconds) when its last sample arrived.
-A lost serial port is reopened with backoff for up to `reconnect_timeout` seconds; samples from before the
+A lost serial port is reopened with backoff for up to `reconnect_timeout` seconds (0: forever); samples from before the
 gap never share a window with samples after it.
 """
 
@@ -513,8 +513,8 @@ class SeriesSource:
                  resample: bool = False, realtime: bool = False, loop: bool = False,
                  reconnect_timeout: float = 30.0):
         self.uri = str(uri)
-        if reconnect_timeout <= 0:
-            raise EdgeCNNError(f"--reconnect-timeout must be positive, got {reconnect_timeout:g}")
+        if not reconnect_timeout >= 0:
+            raise EdgeCNNError(f"--reconnect-timeout must be 0 (retry forever) or positive, got {reconnect_timeout:g}")
         scheme, target, query = _parse_uri(self.uri)
         known = {"csv": {"columns"}, "wav": set(), "serial": {"baud"}, "mic": set()}
         if scheme not in known:
@@ -661,7 +661,7 @@ class SeriesSource:
             self._cond.notify_all()
 
     def _reconnect(self, since: float) -> bool:
-        deadline = time.monotonic() + self.reconnect_timeout
+        deadline = time.monotonic() + (self.reconnect_timeout or float("inf"))  # 0: forever
         delay = 0.5
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
@@ -678,19 +678,22 @@ class SeriesSource:
         self.error = f"{self.describe}: lost, and not back after {self.reconnect_timeout:g} s of retries"
         return False
 
-    def read(self) -> Window | None:
-        """The next window (live: the newest one not yet delivered); None at the end of the stream."""
+    def read(self, stop: threading.Event | None = None) -> Window | None:
+        """The next window (live: the newest one not yet delivered); None at the end of the stream, or
+        once `stop` is set (a live source that sends nothing does not hold a stop up)."""
         if not self.threaded:
-            return self._read_file()
+            return None if stop is not None and stop.is_set() else self._read_file()
         with self._cond:
             while True:
                 w, skipped = self.windows.newest()
                 if w is not None:
                     self.dropped += skipped
                     return w
+                if stop is not None and stop.is_set():
+                    return None
                 if self._ended:
                     break
-                self._cond.wait(0.5)  # short waits keep Ctrl-C responsive
+                self._cond.wait(0.2)  # short waits: a stop is honoured while the source is quiet
         if self.error:
             raise EdgeCNNError(self.error)
         return None

@@ -7,6 +7,7 @@ classifier loop writes to. Endpoints (all GET):
     /stream        multipart MJPEG of the annotated frames (latest-frame semantics)
     /frame.jpg     the newest annotated frame as one JPEG
     /api/stats     fps, per-stage p50/p90/p99/mean over the last WINDOW frames, frames, drops, uptime,
+                   result age p50/p99 (whole run), per source: state, frames, fps, dropped, age,
                    what runs (model, backend, artifact, precision, threads, device, source), viewers
     /api/latest    top-k of the latest classified frame, its index and time
     /api/events    Server-Sent Events: one `frame` message per classified frame, at most EVENTS_PER_S a second
@@ -145,8 +146,9 @@ class LiveWindow:
                 if q is None:
                     q = self.stages[k] = deque(maxlen=self.window)
                 q.append(v)
-            if ms:
-                self.stages.setdefault("total", deque(maxlen=self.window)).append(sum(ms.values()))
+            if ms:  # the work of the frame: a live source's wait for it is not work
+                self.stages.setdefault("total", deque(maxlen=self.window)).append(
+                    sum(v for k, v in ms.items() if k != "wait"))
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -477,9 +479,12 @@ class DashboardSink(Sink):
     async def _snapshot(self, request: Any) -> Any:
         from aiohttp import web
 
+        # results flowing: wait for the next frame (up to 5 s); none for --stale-after s (the camera is
+        # gone): answer at once with the last frame there is, not after a 5 s hang
+        flowing = self.health is None or self.health.state()[0] == 200
         self._want += 1  # the next frame gets drawn and encoded
         try:
-            _, jpeg = await self._next_jpeg(self._jpeg[0], timeout=5)
+            _, jpeg = await self._next_jpeg(self._jpeg[0], timeout=5 if flowing else 0)
         finally:
             self._want -= 1
         jpeg = jpeg or self._jpeg[1]  # nothing newer (the source paused): the last one there is
@@ -497,6 +502,8 @@ class DashboardSink(Sink):
         body = {"fps": snap["fps"], "fps_is": f"frames classified in the last {FPS_WINDOW_S:g} s / that time",
                 "frames": snap["frames"], "dropped": counters.get("dropped", 0),
                 "reconnects": counters.get("reconnects", 0), "uptime_s": snap["uptime_s"],
+                "age_ms": counters.get("age_ms"), "latency_mode": counters.get("latency_mode"),
+                "sources": counters.get("sources", []),
                 "window_frames": WINDOW, "stages": snap["stages"], "latest": snap["latest"],
                 "running": self.info,
                 "viewers": {**self._viewers, "max": self.max_viewers}, "jpeg_encoded": self.encoded}

@@ -1,10 +1,12 @@
-"""Where results go: an OpenCV window, JSON lines on stdout, a video file (the HTTP dashboard: server.py)."""
+"""Where results go: an OpenCV window, JSON lines on stdout or in a rotated file, a video file (the HTTP
+dashboard: server.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
 import re
 from pathlib import Path
@@ -45,6 +47,50 @@ class JsonLinesSink(Sink):
         self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.stream.flush()
         return True
+
+
+class _Rotating(logging.handlers.RotatingFileHandler):
+    """The standard library's size-based rotation (FILE -> FILE.1 -> ... -> FILE.KEEP); a write error
+    is kept for the sink to report, not printed as logging's traceback."""
+
+    error: BaseException | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        import sys
+
+        self.error = sys.exc_info()[1]
+
+
+class PredictionsSink(Sink):
+    """`--predictions FILE`: one JSON line per result, appended and flushed line by line; when FILE
+    would pass `max_bytes`, it becomes FILE.1 (FILE.1 becomes FILE.2, ...; `keep` old files are kept).
+    Each line is one write() call followed by a flush, so a stop (SIGTERM ends the loop between two
+    results) never leaves a line half written or unwritten in a buffer."""
+
+    wants_image = False
+
+    def __init__(self, path: str | Path, max_bytes: int = 10 << 20, keep: int = 5):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise EdgeCNNError(f"--predictions {self.path}: folder {self.path.parent} does not exist")
+        try:
+            self.handler = _Rotating(self.path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")
+        except OSError as e:
+            raise EdgeCNNError(f"--predictions {self.path}: cannot write there ({e.strerror or e})") from None
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self.lines = 0
+
+    def write(self, image: np.ndarray | None, record: dict[str, Any]) -> bool:
+        line = json.dumps(record, separators=(",", ":"))
+        self.handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
+        if self.handler.error is not None:
+            e, self.handler.error = self.handler.error, None
+            raise EdgeCNNError(f"--predictions {self.path}: write failed ({getattr(e, 'strerror', None) or e})")
+        self.lines += 1
+        return True
+
+    def close(self, ok: bool = True) -> None:
+        self.handler.close()
 
 
 def display_available() -> bool:

@@ -43,7 +43,18 @@
     $("dropped").textContent = s.dropped;
     $("uptime").textContent = s.uptime_s < 120 ? Math.round(s.uptime_s) + " s" : Math.round(s.uptime_s / 60) + " min";
     $("window").textContent = s.window_frames;
-    var order = ["capture", "preprocess", "inference", "postprocess", "render", "total"];
+    $("age").textContent = s.age_ms ? ms(s.age_ms.p50) + " / " + ms(s.age_ms.p99) : "–";
+    var srcBody = $("sources").tBodies[0], srcRows = [];
+    (s.sources || []).forEach(function (src) {
+      var tr = el("tr");
+      var state = src.state + (src.state !== "live" && src.for_s !== undefined ? " " + Math.round(src.for_s) + " s" : "");
+      [src.source, state, src.fps.toFixed(1), src.age_ms ? ms(src.age_ms.p50) : "–", String(src.dropped)]
+        .forEach(function (v) { tr.appendChild(el("td", "", v)); });
+      tr.className = src.state === "live" ? "" : "down";
+      srcRows.push(tr);
+    });
+    srcBody.replaceChildren.apply(srcBody, srcRows);
+    var order = ["capture", "preprocess", "inference", "postprocess", "render", "total", "wait"];
     var names = Object.keys(s.stages).sort(function (a, b) {
       var ia = order.indexOf(a), ib = order.indexOf(b);
       return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
@@ -70,7 +81,9 @@
     dl.replaceChildren.apply(dl, items);
     // "processing": the stages after capture (capture is mostly waiting for the camera's next frame)
     var proc = 0, any = false;
-    names.forEach(function (k) { if (k !== "capture" && k !== "total") { proc += s.stages[k].p50; any = true; } });
+    names.forEach(function (k) {
+      if (k !== "capture" && k !== "total" && k !== "wait") { proc += s.stages[k].p50; any = true; }
+    });
     history.push({ fps: s.fps, inf: (s.stages.inference || {}).p50, tot: any ? proc : undefined });
     if (history.length > HISTORY) history.shift();
     drawChart();
