@@ -3,6 +3,7 @@
     python benchmarks/torchvision_builders.py --out /tmp/tv-sweep            # all builders
     python benchmarks/torchvision_builders.py --out /tmp/tv-sweep --only resnet18,squeezenet1_1
     python benchmarks/torchvision_builders.py --out /tmp/tv-sweep --table    # results -> markdown table
+    python benchmarks/torchvision_builders.py --out /tmp/vgg --only vgg11,vgg16 --int8 --max-params 200000000
 
 Per builder, in its own process (1 thread, a time limit each): train one epoch (Adam, lr 1e-3, batch 32,
 cosine schedule: stable for every architecture from scratch) on the embedded digits
@@ -12,6 +13,9 @@ on --verify-samples test images. One JSON line per builder in OUT/results.jsonl 
 with a result is not re-run). The status and the reason of a failure are what the run printed (the
 last `edgecnn: error` line, or the exception), not a guess. The sweep is ordered by parameter count;
 builders above --max-params are recorded as not run (their measured parameter count is the reason).
+With --int8 the export also writes int8 ONNX + TFLite (calibrated on 200 digits training images) and
+verifies them. Each record carries the builder process's peak resident memory (`peak_rss_mb`, from
+getrusage) and the train / export seconds.
 """
 
 from __future__ import annotations
@@ -46,7 +50,14 @@ def input_side(name: str, size: int) -> int:
     return max(size, get_spec(name).min_input_size)
 
 
-def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: int) -> dict:
+def _peak_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: int, int8: bool = False,
+            lr: float = 1e-3) -> dict:
     """Train + export one builder in this process; returns the result record."""
     import torch
 
@@ -54,7 +65,7 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
 
     torch.set_num_threads(1)
     side = input_side(name, size)
-    rec: dict = {"name": name, "size": side, "small_input": False}
+    rec: dict = {"name": name, "size": side, "small_input": False, "lr": lr}
     run = out / "runs" / name
     buf = io.StringIO()
     t0 = time.perf_counter()
@@ -62,8 +73,9 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
         rc = cli(["train", name, "--data", "digits", "--epochs", "1", "--img-size", str(side), "--train-limit",
                   str(train_limit), "--threads", "1", "--out", str(run), "--overwrite", "--no-augment",
                   "--batch-size", "32", "--schedule", "cosine", "--optimizer", "adam",
-                  "--lr", "0.001"])
+                  "--lr", str(lr)])
     rec["train_s"] = round(time.perf_counter() - t0, 1)
+    rec["train_peak_rss_mb"] = _peak_rss_mb()
     if rc not in (0, 3):  # 3: trained, but validation never left chance (one epoch): still exportable
         rec.update(status="train failed", reason=_last_error(buf.getvalue()))
         return rec
@@ -74,14 +86,17 @@ def run_one(name: str, out: Path, size: int, train_limit: int, verify_samples: i
     with contextlib.redirect_stderr(buf):
         # --allow-chance: one epoch on a small subset may leave a model at chance; exportability is the test
         rc = cli(["export", str(run / "best.pt"), "--formats", "onnx,tflite", "--eval-limit",
-                  str(verify_samples), "--out", str(out / "bundles" / name), "--force", "--allow-chance"])
+                  str(verify_samples), "--out", str(out / "bundles" / name), "--force", "--allow-chance",
+                  *(["--int8", "--calib", "digits", "--max-drop", "100"] if int8 else [])])
     rec["export_s"] = round(time.perf_counter() - t0, 1)
+    rec["peak_rss_mb"] = _peak_rss_mb()
     if rc:
         rec.update(status="export failed", reason=_last_error(buf.getvalue()))
         return rec
     manifest = json.loads((out / "bundles" / name / "manifest.json").read_text())
     rec["artifacts"] = {a["file"]: {"agreement": a["verified"]["top1_agreement"],
-                                    "max_abs_diff": a["verified"]["max_abs_diff"]} for a in manifest["artifacts"]}
+                                    "max_abs_diff": a["verified"]["max_abs_diff"], "accuracy": a["verified"]["accuracy"],
+                                    "size_bytes": a["size_bytes"]} for a in manifest["artifacts"]}
     rec["status"] = "ok"
     return rec
 
@@ -116,13 +131,15 @@ def main() -> int:
     ap.add_argument("--timeout", type=int, default=1200, help="seconds per builder")
     ap.add_argument("--reverse", action="store_true", help="largest first (a second process sharing OUT)")
     ap.add_argument("--table", action="store_true", help="print the markdown table of OUT/results.jsonl")
+    ap.add_argument("--int8", action="store_true", help="also export and verify int8 ONNX + TFLite")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one builder in this process
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.jsonl"
     if a.one:
-        rec = run_one(a.one, out, a.size, a.train_limit, a.verify_samples)
+        rec = run_one(a.one, out, a.size, a.train_limit, a.verify_samples, a.int8, a.lr)
         print("RESULT " + json.dumps(rec), flush=True)
         return 0
     sized = builders_by_size(a.max_params)
@@ -162,7 +179,7 @@ def main() -> int:
             try:
                 p = subprocess.run([sys.executable, __file__, "--out", str(out), "--size", str(a.size),
                                     "--train-limit", str(a.train_limit), "--verify-samples", str(a.verify_samples),
-                                    "--one", name], capture_output=True, text=True, timeout=a.timeout, env=env)
+                                    *(["--int8"] if a.int8 else []), "--lr", str(a.lr), "--one", name], capture_output=True, text=True, timeout=a.timeout, env=env)
                 lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
                 rec = json.loads(lines[-1][7:]) if lines else {
                     "name": name, "size": input_side(name, a.size), "status": "crashed",

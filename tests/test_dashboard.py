@@ -138,6 +138,11 @@ def test_dashboard_page_in_headless_chromium_updates_live(digits_bundle, digit_v
         running = text("running")
         assert "onnxruntime" in running or "litert" in running
         assert digits_bundle.name in text("model")
+        # result age p50 / p99 and the per-source table (state, FPS, age, drops)
+        p50, p99 = (float(v) for v in text("age").split("/"))
+        assert 0 < p50 <= p99
+        sources = text("sources")
+        assert digit_video_long.name in sources and "live" in sources
         # The MJPEG stream is being shown: the <img> has decoded a frame.
         wait.until(lambda d: d.execute_script("var i = document.getElementById('stream');"
                                                "return i.complete && i.naturalWidth > 0;"))

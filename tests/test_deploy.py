@@ -195,8 +195,8 @@ def _verify(unit: Path) -> None:
 @pytest.mark.parametrize("user", [False, True])
 def test_service_unit_passes_systemd_analyze_verify(tmp_path, capsys, user):
     root = tmp_path / "edge root"  # a space: the unit must quote it
-    args = ["service", "unit", "--source", "http://cam.local:8080/video?x=1%20&y=$HOME", "--root", root,
-            "--no-health", *(["--user"] if user else ["--run-as", "pi"]),
+    args = ["service", "unit", "--source", "http://cam.local:8080/video?x=1%20&y=$HOME", "--source", "0",
+            "--root", root, "--predictions", root / "predictions.jsonl", "--no-health", *(["--user"] if user else ["--run-as", "pi"]),
             "--", "--threads", "2", "--serve", "127.0.0.1:8090"]
     assert run_cli(*args) == 0
     text = capsys.readouterr().out
@@ -216,8 +216,9 @@ def test_service_unit_passes_systemd_analyze_verify(tmp_path, capsys, user):
     # the command systemd will run is exactly the edgecnn run command line, quoting included
     argv = parse_exec_start(text)
     assert argv == [sys.executable, "-m", "edgecnn", "run", str(root / "current"), "--source",
-                    "http://cam.local:8080/video?x=1%20&y=$HOME", "--headless", "--threads", "2",
-                    "--serve", "127.0.0.1:8090"]
+                    "http://cam.local:8080/video?x=1%20&y=$HOME", "--source", "0", "--headless", "--reconnect-timeout", "0",
+                    "--predictions",
+                    str(root / "predictions.jsonl"), "--threads", "2", "--serve", "127.0.0.1:8090"]
 
 
 def test_service_unit_refuses_what_run_would_refuse(tmp_path, capsys):

@@ -282,8 +282,8 @@ def test_camera_that_comes_late_and_comes_back(digits_bundle, jpegs, tmp_path):
     assert proc.returncode == 0, err
     summary = json.loads(report.read_text())
     assert summary["reconnects"] == 1
-    # outage: the 5 s before the camera (less the model's load) + the 8 s without it
-    assert 11 < summary["retry_seconds"] < 15.5, summary["retry_seconds"]
+    # outage: the 5 s before the camera (less the model's load, 0.5-3 s here) + the 8 s without it
+    assert 9.5 < summary["retry_seconds"] < 15.5, summary["retry_seconds"]
     assert 20 < summary["fps"] < 30 and summary["fps_wall"] < 12, summary
     assert not [r for r in json.loads("[" + ",".join(preds.read_text().splitlines()) + "]")
                 if gone + 0.5 < r["captured"] < back]  # nothing classified while it was gone
@@ -356,7 +356,7 @@ def test_two_cameras_share_one_model_and_are_reported_apart(digits_bundle, jpegs
     assert all(s["state"] == "live" and s["frames"] > 0 for s in stats["sources"]) and stats["age_ms"]["p50"] > 0
     summary = json.loads(report.read_text())
     by = {s["source"]: s for s in summary["sources"]}
-    assert by[a.url]["fps"] == pytest.approx(25, rel=0.2) and by[b.url]["fps"] == pytest.approx(12.5, rel=0.2), by
+    assert by[a.url]["fps"] == pytest.approx(25, rel=0.3) and by[b.url]["fps"] == pytest.approx(12.5, rel=0.3), by
     assert summary["fps"] == pytest.approx(by[a.url]["fps"] + by[b.url]["fps"])
     records = [json.loads(line) for line in preds.read_text().splitlines()]
     counts = {u: sum(r["source"] == u for r in records) for u in (a.url, b.url)}
@@ -381,3 +381,18 @@ def test_predictions_file_rotates_by_size_and_keeps_n(digits_bundle, tmp_path):
     assert frames == list(range(120 - len(frames), 120)) and 40 < len(frames) < 120
     assert main(["run", str(digits_bundle), "--source", str(video), "--predictions", str(tmp_path / "no" / "p.jsonl"),
                  "--max-frames", "1"]) == 2
+
+
+def test_uri_dispatch_and_redaction():
+    """One dispatch names every kind of source; what the records and the API show has no password."""
+    from edgecnn.runtime.sources import SOURCE_KINDS, is_live_uri, redact_uri, source_kind
+
+    kinds = {uri: source_kind(uri).name for uri in ("0", "/dev/video2", "v4l2:///dev/video1", "csi://0",
+                                                     "picam://0", "rtsp://cam/x", "http://cam/x.mjpg", "clip.mp4",
+                                                     "file:///tmp/clip.mp4", "frames/*.png")}
+    assert kinds == {"0": "v4l2", "/dev/video2": "v4l2", "v4l2:///dev/video1": "v4l2", "csi://0": "csi",
+                     "picam://0": "picamera2", "rtsp://cam/x": "stream", "http://cam/x.mjpg": "stream",
+                     "clip.mp4": "file", "file:///tmp/clip.mp4": "file", "frames/*.png": "file"}
+    assert SOURCE_KINDS[-1].name == "file" and is_live_uri("rtsp://cam/x") and not is_live_uri("clip.mp4")
+    assert redact_uri("rtsp://admin:s3cr:et@10.0.0.5:554/h264") == "rtsp://admin:***@10.0.0.5:554/h264"
+    assert redact_uri("http://10.0.0.5/x.mjpg") == "http://10.0.0.5/x.mjpg"

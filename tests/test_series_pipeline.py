@@ -44,7 +44,7 @@ def test_ts_loader_reads_multivariate_equal_and_unequal_length_archives():
     assert x.shape == (370, 12, 1, jv.length) and np.isfinite(x).all()
 
 
-def test_ts_missing_values_and_a_malformed_line(tmp_path):
+def test_ts_missing_values_and_a_malformed_line(tmp_path, capsys):
     text = (BASIC_MOTIONS / "BasicMotions_TRAIN.ts").read_text()
     head, data = text.split("@data\n", 1)
     rows = data.strip().splitlines()
@@ -67,6 +67,9 @@ def test_ts_missing_values_and_a_malformed_line(tmp_path):
     shutil.copy(BASIC_MOTIONS / "BasicMotions_TEST.ts", bad / "B_TEST.ts")
     with pytest.raises(EdgeCNNError, match="B_TRAIN.ts: not a valid .ts file"):
         load_dataset(f"ts:{bad}")
+    assert run_cli("train", "cnn1d", "--data", f"ts:{bad}", "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgecnn: error: ") and "B_TRAIN.ts: not a valid .ts file" in err[0]
 
 
 def _write_csv_recordings(root: Path, ds, split: str, count: int, drop_column_in: int | None = None) -> None:
@@ -240,3 +243,46 @@ def test_wav_loader_mfcc_front_end_and_rates(tmp_path, capsys):
     assert len(err) == 1 and "clip3.wav: recorded at 2000 Hz, the data set is at 1000 Hz; pass --resample" in err[0]
     resampled = load_dataset(f"wav:{tmp_path / 'mixed'}", series={"sample_rate": 1000, "resample": True})
     assert {len(w) for w in resampled.split("all")[0]} == {100}
+
+
+def test_profile_times_a_series_bundle_on_its_sample_windows(bm_bundle, tmp_path, capsys):
+    report = tmp_path / "prof.json"
+    assert run_cli("profile", bm_bundle, "--runs", "10", "--warmup", "2", "--report", report) == 0
+    r = json.loads(report.read_text())
+    assert "bundle sample" in r["settings"]["input"] and "(8)" in r["settings"]["input"]  # the 8 CSV windows
+    assert r["bundle"]["input"] == {"channels": 6, "height": 1, "width": 100}
+    assert all(res["latency_ms"]["p50"] > 0 for res in r["results"])
+    tune = tmp_path / "tune.json"
+    assert run_cli("tune", bm_bundle, "--threads", "1", "--budget-s", "1", "--backend", "onnxruntime",
+                   "--report", tune, "--no-cache") == 0
+    assert "onnxruntime" in json.dumps(json.loads(tune.read_text()))
+
+
+def test_predict_series_on_a_device_without_torch_aeon_or_scipy(bm_bundle):
+    """The device side of series bundles is numpy + one backend: torch and the host's data readers blocked."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import importlib.abc, json, sys
+BLOCKED = {{"torch", "torchvision", "torchao", "litert_torch", "onnx", "aeon", "scipy", "librosa", "pandas", "sklearn"}}
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(name)
+import numpy as np
+sys.meta_path.insert(0, _Blocker())
+from edgecnn.runtime import Classifier
+b = {str(bm_bundle)!r}
+m = json.load(open(b + "/manifest.json"))
+clf = Classifier(b, backend="onnxruntime", precision="fp32", threads=1)
+hits = [clf.predict_series(np.loadtxt(b + "/" + s["file"], delimiter=",")).label == s["reference_prediction"]
+        for s in m["samples"]]
+print(json.dumps({{"hits": sum(hits), "n": len(hits), "host": sorted(k for k in sys.modules if k.split(".")[0] in BLOCKED)}}))
+"""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"hits": 8, "n": 8, "host": []}

@@ -163,6 +163,15 @@ def test_an_op_tflm_lacks_is_one_line_and_writes_nothing(labels, tmp_path, capsy
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["gelu"]
 
 
+def test_verify_reruns_an_imported_tflm_model(imported) -> None:
+    bundle, _ = imported
+    rc, text = _cli("verify", bundle, "--data", "digits", "--eval-limit", N)
+    assert rc == 0, text
+    acc = _manifest(bundle)["tflm"]["verified"]["accuracy"]
+    rows = [r for r in text.splitlines() if r.startswith(f"| {DIGITS.name} | tflm |")]
+    assert len(rows) == 1 and f"{100 * acc:.2f}%" in rows[0]
+
+
 def test_bundle_export_takes_only_tflm(imported, capsys) -> None:
     bundle, _ = imported
     assert run_cli("export", bundle, "--formats", "onnx,tflm") == 2

@@ -115,7 +115,7 @@ def query_health(address: str, timeout_s: float = 3.0) -> tuple[int | None, str]
     """GET http://ADDRESS/healthz -> (HTTP status or None when nothing answers, body or reason)."""
     url = f"http://{address}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 (http only, built here)
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
             return r.status, r.read(4096).decode("utf-8", "replace").strip()
     except urllib.error.HTTPError as e:  # 503 (stale) and friends still carry the JSON body
         return e.code, e.read(4096).decode("utf-8", "replace").strip()

@@ -116,6 +116,10 @@ class UnitSpec:
             argv += ["--source", source]
         if not _has_option(self.run_args, "--headless"):
             argv.append("--headless")
+        if not _has_option(self.run_args, "--reconnect-timeout"):
+            # never give up on a camera inside the run: while it is away no WATCHDOG=1 is sent, and
+            # systemd restarts the service after WatchdogSec (before the first result: TimeoutStartSec)
+            argv += ["--reconnect-timeout", "0"]
         if self.health and not _has_option(self.run_args, "--health"):
             argv += ["--health", self.health]
         if self.predictions is not None:

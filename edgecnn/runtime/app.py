@@ -223,7 +223,7 @@ def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str
         if opts.predictions:
             sinks.append(PredictionsSink(opts.predictions, opts.predictions_max_bytes, opts.predictions_keep))
         if opts.save:
-            sinks.append(VideoSink(opts.save, source.fps))
+            sinks.append(VideoSink(opts.save, lambda: source.fps))
         if opts.serve:
             from .server import DashboardSink, device_name
 

@@ -189,6 +189,14 @@ class Pipeline:
         self._infer_in = slot("infer", depth * n)
         self._out = slot("render", depth * n)
         self._ended = 0
+        # fresh mode's CPU saving: when the model will still be busy after the next frame has arrived and
+        # been preprocessed, this frame would only be replaced: it is dropped before preprocessing
+        self._fresh = fresh
+        self._infer_started: float | None = None  # perf_counter when the running inference began
+        self._infer_s = 0.0  # EMAs, seconds: inference + postprocess, preprocess, frame interval per source
+        self._pre_s = [0.0] * n
+        self._interval_s = [0.0] * n
+        self._last_frame = [0.0] * n
         self._captures: list[threading.Thread | None] = [None] * n
         if not sequential:
             for i in range(n):
@@ -243,12 +251,32 @@ class Pipeline:
             return
         self._pre_in[i].put(_End(i))
 
+    def _replaced_anyway(self, i: int, job: Job) -> bool:
+        """Fresh mode: will a newer frame of source i arrive and be preprocessed before the model is free?
+        (Then preprocessing this one is wasted CPU: it would be replaced in the slot before inference.)
+        Judged from measured averages, with half a frame interval to spare."""
+        t = job.frame.timestamp
+        if self._last_frame[i]:
+            gap = t - self._last_frame[i]
+            self._interval_s[i] = gap if not self._interval_s[i] else 0.9 * self._interval_s[i] + 0.1 * gap
+        self._last_frame[i] = t
+        started = self._infer_started
+        if not self._fresh or started is None or not self._interval_s[i] or not self._infer_s:
+            return False
+        free_in = started + self._infer_s - time.perf_counter()
+        return free_in > 1.5 * self._interval_s[i] + self._pre_s[i]
+
     def _preprocess_loop(self, i: int) -> None:
         fn = self.stages[i].preprocess
         while (item := self._pre_in[i].get()) is not None:
             if isinstance(item, Job):
+                if self._replaced_anyway(i, item):
+                    self._dropped("preprocess", item)
+                    continue
                 try:
                     item = fn(item)
+                    ms = item.ms["preprocess"] / 1e3
+                    self._pre_s[i] = ms if not self._pre_s[i] else 0.9 * self._pre_s[i] + 0.1 * ms
                 except BaseException as e:
                     item = _Failure(e)
             if not self._infer_in.put(item) or not isinstance(item, Job):
@@ -261,10 +289,14 @@ class Pipeline:
                 if self._ended < len(self.sources):
                     continue
             elif isinstance(item, Job):
+                t0 = self._infer_started = time.perf_counter()
                 try:
                     item = self.stages[item.source].infer(item)
                 except BaseException as e:
                     item = _Failure(e)
+                took = time.perf_counter() - t0
+                self._infer_s = took if not self._infer_s else 0.9 * self._infer_s + 0.1 * took
+                self._infer_started = None
             if not self._out.put(item) or not isinstance(item, Job):
                 return
 

@@ -10,7 +10,7 @@ import logging.handlers
 import os
 import re
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, Callable, NoReturn
 
 import cv2
 import numpy as np
@@ -134,7 +134,7 @@ class VideoSink(Sink):
 
     min_free_bytes = 4 << 20  # stop before the disk is full: once it is, the writer fails silently
 
-    def __init__(self, path: str | Path, fps: float):
+    def __init__(self, path: str | Path, fps: float | Callable[[], float]):
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in VIDEO_CODECS:
@@ -144,7 +144,8 @@ class VideoSink(Sink):
         clean_stale(self.path.parent, rf"\.{re.escape(self.path.stem)}\.partial-(?P<pid>\d+){re.escape(ext)}",
                     "a partial video")
         self.tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{ext}")
-        self.fps = fps if fps and fps > 0 else 10.0
+        self._fps = fps  # a callable: asked at the first frame (a live source knows its rate once connected)
+        self.fps = 0.0
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
@@ -174,6 +175,8 @@ class VideoSink(Sink):
         if self.failed:
             return False
         if self.writer is None:
+            fps = self._fps() if callable(self._fps) else self._fps
+            self.fps = fps if fps and fps > 0 else 10.0
             self.size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
             self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, self.size)

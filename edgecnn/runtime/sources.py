@@ -400,7 +400,7 @@ class Source:
         self.stall_timeout = min(reconnect_timeout or STALL_TIMEOUT_S, STALL_TIMEOUT_S)
         self.reader, self.live = _open_reader(self.uri, width, height, fps, self.stall_timeout)
         self.name = redact_uri(self.uri)  # how records, logs and the API name it
-        self.fps = float(self.reader.fps or (fps if self.live else FOLDER_FPS))
+        self._default_fps = float(fps if self.live else FOLDER_FPS)
         self.frame_count = int(getattr(self.reader, "frame_count", 0)) if not self.live else 0
         self.reconnect_timeout = reconnect_timeout
         self.threaded = self.live or realtime
@@ -434,6 +434,11 @@ class Source:
     @property
     def describe(self) -> str:
         return self.reader.describe
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the source announces (a live one: once connected; before that, the asked-for rate)."""
+        return float(self.reader.fps or self._default_fps)
 
     # -- state and outage accounting (the capture thread writes, any thread reads) --------------
 
@@ -695,7 +700,7 @@ class Source:
                 if not self._thread_done:
                     self.abandoned = True
             if self.abandoned:
-                log.warning("%s: a read is still blocked; left to its capture thread (not freed under it)",
+                log.warning("%s: a read (or open) is still blocked; left to its capture thread (not freed under it)",
                             self.describe)
                 return
         self.reader.release()
