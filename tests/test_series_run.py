@@ -212,9 +212,12 @@ def test_bad_input_is_one_line_and_exit_2(bm_stream_bundle, bm_stream, tmp_path,
     soundfile.write(wav, (samples / np.abs(samples).max()).astype(np.float32), 100, subtype="FLOAT")
     err = _one_line(capsys, "run", bm_stream_bundle, "--source", f"wav:{wav}", "--headless")
     assert "100 Hz, the bundle takes 10 Hz (pass --resample to convert it" in err
-    assert run_cli("run", bm_stream_bundle, "--source", f"wav:{wav}", "--headless", "--resample") == 0
+    preds = tmp_path / "predictions.jsonl"
+    assert run_cli("run", bm_stream_bundle, "--source", f"wav:{wav}", "--headless", "--resample",
+                   "--predictions", preds) == 0
     resampled = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(resampled) == (len(samples) // 10 - SEGMENT) // 25 + 1  # a tenth of the samples
+    assert [json.loads(x) for x in preds.read_text().splitlines()] == resampled  # the same lines, in a file
     err = _one_line(capsys, "run", bm_stream_bundle, "--source", "serial:///dev/ttyNOPE0", "--headless")
     assert "cannot open serial port /dev/ttyNOPE0" in err
 
