@@ -27,19 +27,7 @@ def run_cli(*args) -> int:
     return main([str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def bm_ckpt(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cnn1d-bm")
-    assert run_cli("train", "cnn1d", "--data", f"ts:{BASIC_MOTIONS}", "--epochs", "15", "--out", out,
-                   "--seed", "0") == 0
-    return out / "best.pt"
-
-
-@pytest.fixture(scope="module")
-def bm_bundle(bm_ckpt, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundles") / "cnn1d-bm"
-    assert run_cli("export", bm_ckpt, "--formats", "onnx", "--out", out) == 0
-    return out
+# bm_ckpt, bm_bundle: tests/conftest.py (one cnn1d per session, shared with test_series_run.py)
 
 
 def test_ts_loader_reads_multivariate_equal_and_unequal_length_archives():
