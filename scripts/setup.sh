@@ -21,6 +21,8 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # systemd-analyze verifies the unit `edgecnn service unit` writes (no systemd PID 1 needed)
 [ -x /usr/bin/systemd-analyze ] || need_apt+=(systemd)
 command -v arm-none-eabi-g++ >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+# PortAudio for sounddevice (`edgecnn run --source mic://`; its test needs the library, not a microphone)
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
   if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then

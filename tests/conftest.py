@@ -49,3 +49,27 @@ def digits_bundle(digits_ckpt, tmp_path_factory) -> Path:
     )
     assert rc == 0
     return out
+
+
+def basic_motions_dir() -> Path:
+    """BasicMotions (UEA: smartwatch accelerometer + gyro, 6 x 100 at 10 Hz, 4 classes), shipped in aeon's wheel."""
+    import aeon
+
+    return Path(aeon.__file__).parent / "datasets" / "data" / "BasicMotions"
+
+
+@pytest.fixture(scope="session")
+def bm_ckpt(tmp_path_factory) -> Path:
+    """best.pt of cnn1d trained on BasicMotions at its 10 Hz (15 epochs, seed 0): the series tests' model."""
+    out = tmp_path_factory.mktemp("cnn1d-bm")
+    assert run_cli("train", "cnn1d", "--data", f"ts:{basic_motions_dir()}", "--sample-rate", "10", "--epochs", "15",
+                   "--out", out, "--seed", "0") == 0
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def bm_bundle(bm_ckpt, tmp_path_factory) -> Path:
+    """`bm_ckpt` exported as an ONNX fp32 series bundle, verified."""
+    out = tmp_path_factory.mktemp("bundles") / "cnn1d-bm"
+    assert run_cli("export", bm_ckpt, "--formats", "onnx", "--out", out) == 0
+    return out

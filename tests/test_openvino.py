@@ -76,6 +76,7 @@ def test_bf16_only_where_the_cpu_has_it(digits_bundle):
     b = Bundle.load(digits_bundle)
     caps = cpu_capabilities()
     assert "FP32" in caps
+    assert bf16_supported() == ("BF16" in caps)  # the CPU flags (no OpenVINO import) say what OpenVINO says
     if bf16_supported():  # a CPU with AVX512_BF16/AMX: the fp32 file runs with bf16 kernels
         sel = select(b, "openvino", "bf16")
         engine = open_backend(sel.artifact, "openvino", 1, **sel.options)

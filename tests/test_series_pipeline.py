@@ -27,19 +27,7 @@ def run_cli(*args) -> int:
     return main([str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def bm_ckpt(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cnn1d-bm")
-    assert run_cli("train", "cnn1d", "--data", f"ts:{BASIC_MOTIONS}", "--epochs", "15", "--out", out,
-                   "--seed", "0") == 0
-    return out / "best.pt"
-
-
-@pytest.fixture(scope="module")
-def bm_bundle(bm_ckpt, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundles") / "cnn1d-bm"
-    assert run_cli("export", bm_ckpt, "--formats", "onnx", "--out", out) == 0
-    return out
+# bm_ckpt, bm_bundle: tests/conftest.py (one cnn1d per session, shared with test_series_run.py)
 
 
 def test_ts_loader_reads_multivariate_equal_and_unequal_length_archives():
@@ -56,7 +44,7 @@ def test_ts_loader_reads_multivariate_equal_and_unequal_length_archives():
     assert x.shape == (370, 12, 1, jv.length) and np.isfinite(x).all()
 
 
-def test_ts_missing_values_and_a_malformed_line(tmp_path):
+def test_ts_missing_values_and_a_malformed_line(tmp_path, capsys):
     text = (BASIC_MOTIONS / "BasicMotions_TRAIN.ts").read_text()
     head, data = text.split("@data\n", 1)
     rows = data.strip().splitlines()
@@ -79,6 +67,9 @@ def test_ts_missing_values_and_a_malformed_line(tmp_path):
     shutil.copy(BASIC_MOTIONS / "BasicMotions_TEST.ts", bad / "B_TEST.ts")
     with pytest.raises(EdgeCNNError, match="B_TRAIN.ts: not a valid .ts file"):
         load_dataset(f"ts:{bad}")
+    assert run_cli("train", "cnn1d", "--data", f"ts:{bad}", "--out", tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgecnn: error: ") and "B_TRAIN.ts: not a valid .ts file" in err[0]
 
 
 def _write_csv_recordings(root: Path, ds, split: str, count: int, drop_column_in: int | None = None) -> None:
@@ -261,6 +252,10 @@ def test_profile_times_a_series_bundle_on_its_sample_windows(bm_bundle, tmp_path
     assert "bundle sample" in r["settings"]["input"] and "(8)" in r["settings"]["input"]  # the 8 CSV windows
     assert r["bundle"]["input"] == {"channels": 6, "height": 1, "width": 100}
     assert all(res["latency_ms"]["p50"] > 0 for res in r["results"])
+    tune = tmp_path / "tune.json"
+    assert run_cli("tune", bm_bundle, "--threads", "1", "--budget-s", "1", "--backend", "onnxruntime",
+                   "--report", tune, "--no-cache") == 0
+    assert "onnxruntime" in json.dumps(json.loads(tune.read_text()))
 
 
 def test_predict_series_on_a_device_without_torch_aeon_or_scipy(bm_bundle):

@@ -98,6 +98,16 @@ def test_basicmotions_default_run_through_tflite_int8_and_tflm(tmp_path):
     assert "#define EDGECNN_WINDOW_LENGTH 100" in io_h and "#define EDGECNN_WINDOW_CHANNELS 6" in io_h
     if ARM_GXX:
         subprocess.run([ARM_GXX, *M4_FLAGS, "-c", out / "tflm" / "model_data.cc", "-o", tmp_path / "md.o"], check=True)
+        from test_tflm import ARM_SIZE, _tflm_include_dirs
+
+        if _tflm_include_dirs() and ARM_SIZE:  # main.cc against the TFLM headers (EDGECNN_TFLM_ROOT)
+            inc = [a for d in [str(out / "tflm"), *_tflm_include_dirs()] for a in ("-I", d)]
+            subprocess.run([ARM_GXX, *M4_FLAGS[:-1], "-std=c++17", "-fno-exceptions", "-fno-rtti",
+                            "-DTF_LITE_STATIC_MEMORY", *inc, "-c", out / "tflm" / "main.cc", "-o", tmp_path / "main.o"],
+                           check=True)
+            bss = int(subprocess.run([ARM_SIZE, tmp_path / "main.o"], check=True, capture_output=True,
+                                     text=True).stdout.splitlines()[1].split()[2])
+            assert bss >= t["arena_bytes"]  # the arena is static RAM
 
 
 @pytest.mark.slow
@@ -153,3 +163,24 @@ def test_an_arena_probe_that_crashes_tflm_reads_as_too_small(monkeypatch):
 
     monkeypatch.setattr(tflm, "_interpreter", crash)
     assert tflm._allocates(b"", 50) is False and tflm._allocates(b"", 150) is False and tflm._allocates(b"", 300)
+
+
+@pytest.mark.slow
+def test_prune_qat_and_their_exports_on_a_series_model(tmp_path):
+    """Structured pruning and QAT take cnn1d like an image CNN; their checkpoints export and verify."""
+    from conftest import run_cli
+
+    from edgecnn.train.checkpoint import read_checkpoint
+
+    data = f"ts:{_uea() / 'BasicMotions'}"
+    assert run_cli("train", "cnn1d", "--data", data, "--epochs", "40", "--out", tmp_path / "run") == 0
+    best = tmp_path / "run" / "best.pt"
+    assert run_cli("prune", best, "--ratio", "0.3", "--finetune-epochs", "5", "--out", tmp_path / "pruned") == 0
+    pruned = read_checkpoint(tmp_path / "pruned" / "pruned.pt")
+    assert pruned["metrics"]["test_acc"] >= 0.95 and pruned["structure"] is not None
+    assert run_cli("qat", best, "--qat-epochs", "2", "--out", tmp_path / "qat") == 0
+    for ckpt in (tmp_path / "pruned" / "pruned.pt", tmp_path / "qat" / "qat.pt"):
+        out = tmp_path / f"bundle-{ckpt.stem}"
+        assert run_cli("export", ckpt, "--formats", "onnx", "--int8", "--calib", data, "--out", out) == 0
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["input"]["kind"] == "series" and all(a["verified"]["accuracy"] >= 0.95 for a in m["artifacts"])

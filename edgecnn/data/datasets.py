@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import EdgeCNNError
 from ..preprocess import preprocess_item
+from ..series import feature_count, fit_normalization, series_spec
 
 ASSETS = Path(__file__).parent / "assets"
 SPLITS = ("train", "val", "test")
@@ -130,8 +131,6 @@ def load_digits() -> Dataset:
 def default_input_spec(ds: Dataset, size: int, resize: str = "stretch") -> dict:
     """The manifest `input` block a model trained on `ds` at `size` x `size` uses (series: `size` unused)."""
     if ds.kind == "series":
-        from .series import series_input_spec
-
         return series_input_spec(ds)
     return {
         "height": int(size),
@@ -434,3 +433,16 @@ def load_folder(path: str | os.PathLike, classes: list[str] | None = None, chann
         splits={k: (ImageFiles(p, channels), np.asarray(lab, dtype=np.int64)) for k, (p, lab) in parts.items()},
         flat=not presplit,
     )
+
+
+def series_input_spec(ds: Dataset) -> dict:
+    """The manifest `input` block for a series dataset: per-channel (per-feature) mean/std of its training split."""
+    spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * ds.channels, [1.0] * ds.channels,
+                       ds.sample_rate)
+    if ds.frontend:
+        n = feature_count(ds.frontend)
+        spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * n, [1.0] * n, ds.sample_rate, ds.frontend)
+        mean, std = fit_normalization(ds.split("train")[0], spec)
+    else:
+        mean, std = list(ds.mean), list(ds.std)
+    return series_spec(ds.channels, int(ds.length or 1), mean, std, ds.sample_rate, ds.frontend)

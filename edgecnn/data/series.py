@@ -304,17 +304,3 @@ def _series_dataset(name: str, classes: list[str], channels: int, length: int, s
                    natural=False, splits=splits, flat=flat, kind="series", length=length,
                    sample_rate=sample_rate, frontend=frontend)
 
-
-def series_input_spec(ds: Dataset) -> dict:
-    """The manifest `input` block for a series dataset: per-channel (per-feature) mean/std of its training split."""
-    spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * ds.channels, [1.0] * ds.channels,
-                       ds.sample_rate)
-    if ds.frontend:
-        from ..series import feature_count
-
-        n = feature_count(ds.frontend)
-        spec = series_spec(ds.channels, int(ds.length or 1), [0.0] * n, [1.0] * n, ds.sample_rate, ds.frontend)
-        mean, std = fit_normalization(ds.split("train")[0], spec)
-    else:
-        mean, std = list(ds.mean), list(ds.std)
-    return series_spec(ds.channels, int(ds.length or 1), mean, std, ds.sample_rate, ds.frontend)

@@ -9,12 +9,22 @@
 Images may be BGR (OpenCV) or RGB arrays (pass color_order="RGB"), greyscale HxW, HxWx4, CxHxW,
 PIL images, file paths or encoded image bytes (PNG/JPEG/...). Float arrays follow one rule: values in
 [0, 1] are scaled x255, values up to 255 are read as 0-255, anything else (and NaN/inf) is refused; see
-`edgecnn.preprocess.to_uint8_image` and docs/runtime.md. Preprocessing is `edgecnn.preprocess.preprocess`
-with the manifest's `input` block, the same function the export verified the artifacts with.
+`edgecnn.preprocess.to_uint8_image` and docs/runtime.md.
+
+Preprocessing: `predict`/`predict_batch` take a frame straight to the artifact's own input (dtype and
+layout) through the fast frame path (`edgecnn.runtime.frame.FramePath`: one resize pyramid on uint8,
+one lookup-table pass for colour order, normalization, quantization and layout), then make ONE backend
+call. `preprocessing="exact"` uses the reference instead: `edgecnn.preprocess.preprocess` with the
+manifest's `input` block (the function the export verified the artifacts with) and `Backend.prepare`;
+`Classifier.preprocess` is always the reference. The two agree bit for bit unless a large frame is
+shrunk with area interpolation (docs/runtime.md gives the agreement measured on real video).
+Everything that can be checked once is checked at load; a call checks only what the caller passed.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +34,15 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import EdgeCNNError
-from ..preprocess import input_kind, preprocess, preprocess_features, softmax
+from ..preprocess import input_kind, model_input_shape, preprocess, preprocess_features, softmax
 from ..series import is_series, preprocess_series
 from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
+from .frame import FramePath
 from .tune import choose
+
+PREPROCESSING = ("fast", "exact")
+_F32 = np.dtype(np.float32)
 
 
 @dataclass
@@ -73,13 +87,16 @@ class Classifier:
 
     def __init__(self, bundle: str | Path | Bundle, backend: str = "auto", precision: str = "auto",
                  threads: int | None = None, top_k: int = 5, check_integrity: bool = True,
-                 tune: bool | str = True, **backend_options: Any):
+                 tune: bool | str = True, preprocessing: str = "fast", **backend_options: Any):
         """backend/precision "auto" (default): the fastest candidate measured on this device within the
         bundle's accuracy budget, cached (`edgecnn.runtime.tune`); `describe()["why"]` says what was
         measured. Explicit backend + precision (+ threads) are used as given. tune=False: the rule
-        `select` instead of a measurement; tune="fresh": measure again, ignoring the cache."""
+        `select` instead of a measurement; tune="fresh": measure again, ignoring the cache.
+        preprocessing: "fast" (default, `edgecnn.runtime.frame`) or "exact" (the reference path)."""
         if top_k < 1:
             raise EdgeCNNError(f"top_k must be at least 1, got {top_k}")
+        if preprocessing not in PREPROCESSING:
+            raise EdgeCNNError(f"preprocessing must be fast or exact, got {preprocessing!r}")
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.bundle: Bundle = b
         self.selection: Selection
@@ -94,15 +111,65 @@ class Classifier:
             self.backend.close()
             raise
         self.top_k = min(top_k, len(self.classes))
+        self.preprocessing = preprocessing
+        # Once, at load: what each call would otherwise look up or check again.
+        self._chw = model_input_shape(self.input_spec)
+        self._image = input_kind(self.input_spec) == "image"
+        be = self.backend
+        self._float_nchw = be.layout == "NCHW" and be.input_dtype == _F32 and be.input_quant is None
+        self._infer_prepared = be.infer_prepared
+        self._local = threading.local()  # per thread: a FramePath (it keeps buffers) and predict's input buffer
+
+    def _frame_path(self) -> tuple[FramePath, np.ndarray]:
+        local = self._local
+        try:
+            return local.path, local.buffer
+        except AttributeError:
+            if not self._image:  # the reference's one line: a features or series bundle takes no images
+                preprocess(None, self.input_spec)
+            path = FramePath.for_backend(self.input_spec, self.backend)
+            local.path, local.buffer = path, np.empty(path.shape, path.dtype)
+            return local.path, local.buffer
 
     # -- the three stages, usable on their own -------------------------------------------------
     def preprocess(self, image: Any, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
         """One image -> float32 CHW model input (the manifest's preprocessing)."""
         return preprocess(image, self.input_spec, color_order, layout=layout)
 
+    def prepare(self, image: Any, color_order: str = "BGR", layout: str = "auto",
+                out: np.ndarray | None = None) -> np.ndarray:
+        """One image -> the artifact's own input, shape (1, ...) in its layout and dtype (`infer_prepared` takes it).
+
+        The fast frame path, or the reference path with preprocessing="exact". A new array each call
+        unless `out` (a C-contiguous array of that shape and dtype) is given: safe to hand to another thread.
+        """
+        if self.preprocessing == "exact":
+            x = self.backend.prepare(preprocess(image, self.input_spec, color_order, layout=layout)[None])
+            if out is None:
+                return x
+            out[...] = x
+            return out
+        return self._frame_path()[0](image, color_order, layout, out)
+
+    def infer_prepared(self, x: np.ndarray) -> np.ndarray:
+        """Input from `prepare` (the artifact's layout and dtype, batch first) -> float32 logits (N, classes)."""
+        return self._infer_prepared(x)
+
+    def _checked(self, x: Any, batched: bool, given: Any = None) -> np.ndarray:
+        """A caller's float32 NCHW input: the common case checked in a few cheap tests, anything else in full."""
+        if type(x) is np.ndarray and x.dtype == _F32 and x.ndim == 4 and x.shape[1:] == self._chw \
+                and x.flags.c_contiguous and (batched or len(x) == 1):
+            # A sum is one pass without a temporary; only a non-finite sum (NaN/inf, or an overflow) looks closer.
+            if math.isfinite(x.sum()) or np.isfinite(x).all():
+                return x
+            raise EdgeCNNError("model input contains NaN or infinite values")
+        x = check_preprocessed(x if given is None else given, self.input_spec, batched=batched)
+        return x if batched else x[None]
+
     def infer_preprocessed(self, x_nchw: np.ndarray) -> np.ndarray:
-        """float32 NCHW batch -> float32 logits (N, classes) through the backend."""
-        return self.backend.infer(check_preprocessed(x_nchw, self.input_spec, batched=True))
+        """float32 NCHW batch (from `preprocess`) -> float32 logits (N, classes) through the backend."""
+        x = self._checked(x_nchw, True)
+        return self._infer_prepared(x if self._float_nchw else self.backend.prepare(x))
 
     def postprocess(self, logits: np.ndarray) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
         """Logits (N, classes) -> probabilities and top-k (label, prob) lists."""
@@ -127,14 +194,27 @@ class Classifier:
             raise EdgeCNNError(f"{self.bundle.path}: this bundle takes features, not images: use "
                                "predict_features(array) (or `edgecnn classify BUNDLE x.npy`)")
         t0 = time.perf_counter()
-        x = preprocess(image, self.input_spec, color_order, layout=layout)[None]
+        if self.preprocessing == "fast":
+            path, buffer = self._frame_path()
+            x = path(image, color_order, layout, buffer)
+        else:
+            x = self.prepare(image, color_order, layout)
         t1 = time.perf_counter()
-        logits = self.backend.infer(x)
+        logits = self._infer_prepared(x)
         t2 = time.perf_counter()
-        probs, tops = self.postprocess(logits)
+        probs, top = self._top1(logits)
         t3 = time.perf_counter()
         timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
-        return Prediction(tops[0], probs[0], timings)
+        return Prediction(top, probs, timings)
+
+    def _top1(self, logits: np.ndarray) -> tuple[np.ndarray, list[tuple[str, float]]]:
+        """One row of logits -> probabilities and its top-k (`postprocess` for a batch of one, fewer steps)."""
+        z = logits[0]
+        e = np.exp(z - z.max())
+        probs = (e / e.sum()).astype(np.float32, copy=False)
+        k = self.top_k
+        order = np.argsort(-probs)[:k] if k > 1 else (int(probs.argmax()),)
+        return probs, [(self.classes[j], float(probs[j])) for j in order]
 
     def predict_features(self, x: Any) -> Prediction:
         """Classify one sample of a features bundle (manifest `input.kind` "features", e.g. an imported model
@@ -175,7 +255,8 @@ class Classifier:
     def predict_preprocessed(self, x_chw: np.ndarray) -> Prediction:
         """`predict` minus image preprocessing: one float32 CHW input (from `preprocess`) -> result."""
         t1 = time.perf_counter()
-        logits = self.backend.infer(check_preprocessed(x_chw, self.input_spec, batched=False)[None])
+        x = self._checked(x_chw[None] if type(x_chw) is np.ndarray and x_chw.ndim == 3 else x_chw, False, x_chw)
+        logits = self._infer_prepared(x if self._float_nchw else self.backend.prepare(x))
         t2 = time.perf_counter()
         probs, tops = self.postprocess(logits)
         t3 = time.perf_counter()
@@ -186,9 +267,15 @@ class Classifier:
         if len(images) == 0:
             return []
         t0 = time.perf_counter()
-        x = np.stack([preprocess(im, self.input_spec, color_order) for im in images])
+        if self.preprocessing == "fast":
+            path = self._frame_path()[0]
+            x = np.empty((len(images), *path.shape[1:]), path.dtype)
+            for i, im in enumerate(images):
+                path(im, color_order, "auto", x[i : i + 1])
+        else:
+            x = self.backend.prepare(np.stack([preprocess(im, self.input_spec, color_order) for im in images]))
         t1 = time.perf_counter()
-        logits = self.backend.infer(x)
+        logits = self._infer_prepared(x)
         t2 = time.perf_counter()
         probs, tops = self.postprocess(logits)
         t3 = time.perf_counter()

@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stale-after", metavar="S", type=float, default=5.0,
                    help="no result for this long: /healthz answers 503 and the systemd watchdog is no longer "
                         "fed (default 5)")
+    from .series_cli import add_series_args
+
+    add_series_args(p)
     p.set_defaults(func=cmd_run)
 
     c = sub.add_parser("classify", help="classify image files (or .npy features) with a bundle",
@@ -209,6 +212,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.source = [args.source]
     if not args.source:
         raise EdgeCNNError("--source is required (a camera index, /dev/videoN, csi://0, a video, a folder, a URL)")
+    from .series_cli import run_if_series
+
+    status = run_if_series(args, profile, _open_classifier, _stop_on_signals)  # series bundles run there
+    if status is not None:
+        return status
     width, height = _size(args.size)
     sources = [str(s) for s in args.source]
     opts = RunOptions(

@@ -1,6 +1,7 @@
 """The stages of `edgecnn run` and the threads that overlap them.
 
-    capture (wait + read/decode) -> preprocess (crop, resize, normalize) -> infer (inference + postprocess)
+    capture (wait + read/decode) -> preprocess (crop, then the frame path: resize, colour, normalize,
+        quantize, layout, into the artifact's own input) -> infer (one backend call + postprocess)
         -> render (overlay + sinks, in the caller's thread)
 
 `Pipeline` runs, per source, a capture and a preprocess thread, and one inference thread for all
@@ -53,7 +54,7 @@ class Job:
     captured: float  # time.perf_counter() when the frame was read
     ms: dict[str, float] = field(default_factory=dict)  # per-stage milliseconds, filled stage by stage
     box: tuple[int, int, int, int] | None = None  # the classified region (None: the whole frame)
-    x: np.ndarray | None = None  # preprocessed CHW input
+    x: np.ndarray | None = None  # the artifact's input, (1, ...) in its layout and dtype (`Classifier.prepare`)
     probs: np.ndarray | None = None
     top: list[tuple[str, float]] = field(default_factory=list)
     source: int = 0  # index of the source in the pipeline's list
@@ -127,14 +128,14 @@ class Stages:
         box = self._boxes[key]
         if box is not None:
             image = image[box[1] : box[1] + box[3], box[0] : box[0] + box[2]]
-        job.box, job.x = box, self.clf.preprocess(image)
+        job.box, job.x = box, self.clf.prepare(image)  # a new array: the infer thread reads it later
         job.ms["preprocess"] = 1e3 * (time.perf_counter() - t0)
         return job
 
     def infer(self, job: Job) -> Job:
         """Inference, then postprocess (softmax, EMA smoothing in frame order, top-k)."""
         t1 = time.perf_counter()
-        logits = self.clf.infer_preprocessed(job.x[None])
+        logits = self.clf.infer_prepared(job.x)
         t2 = time.perf_counter()
         probs = softmax(logits)[0]
         if self.smooth is not None:

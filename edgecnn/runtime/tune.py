@@ -21,7 +21,18 @@ and every remaining candidate has `MIN_SAMPLES` calls (at most `MAX_BUDGET_FACTO
 machine so busy that a MobileNet call took 100 ms, 3 calls each chose wrongly), or when every remaining
 candidate has `TARGET_SAMPLES` calls and `MIN_TIME_FRACTION` of the budget is spent. Then the
 finalists within `CONFIRM_WITHIN` of the leader are timed once more, each alone in one block (`_confirm`).
-Loads are not counted (they are reported). Winner: lowest median.
+Loads are not counted (they are reported). Winner: lowest median. If the two best are still within
+`TIE_WITHIN` of each other, they get a second confirmation round (pooled): ties broken by more data.
+
+Load: a shared machine moves single-call times more than candidates differ. Every measurement records
+its spread (p10/p25/p75/p90) and the share of this machine's CPU time OTHER processes used while it ran
+(`LoadMeter`: /proc/stat minus this process). At or above `UNDER_LOAD` the record is marked
+"under load", and the next start that finds the machine quieter measures again.
+
+Cached choices are re-validated at each start, cheaply: the cached best and runner-up are timed
+side by side for about `REVALIDATE_MS` (a few calls each, interleaved); when the runner-up is now
+faster by more than `REORDER_MARGIN`, or the cached record was made under load and the machine is now
+quiet, the choice is measured again (and the cache rewritten); otherwise the cached best runs.
 
 Cache: one JSON file per (device, bundle manifest sha256, library versions) under `cache_dir()`:
 $EDGECNN_CACHE, else $XDG_CACHE_HOME/edgecnn, else ~/.cache/edgecnn. Nothing is written elsewhere.
@@ -85,6 +96,12 @@ CONFIRM_MS = 90.0  # ... for about this long in all,
 CONFIRM_PASSES = 3  # ... in this many blocks each,
 CONFIRM_WARM_MS = 25.0  # ... each block after this long of untimed calls
 BF16_CHECK_IMAGES = 64
+TIE_WITHIN = 1.03  # the two best after the confirmation within this factor: a second round, pooled
+UNDER_LOAD = 0.25  # other processes used at least this share of the CPU's time: "under load"
+REVALIDATE_MS = 40.0  # a cached choice's best and runner-up are timed about this long in all at start ...
+REVALIDATE_PASSES = 3  # ... in this many interleaved passes (rotating order),
+REVALIDATE_WARM_MS = 3.0  # ... each block after this long of untimed calls
+REORDER_MARGIN = 1.05  # ... and measured again when the runner-up is now faster than this factor
 
 log = logging.getLogger("edgecnn.runtime.tune")
 
@@ -167,6 +184,44 @@ def write_cache(path: Path, data: dict, notes: list[str]) -> bool:
         notes.append(f"cannot write the tune cache {path} ({e.strerror or type(e).__name__}); "
                      "the next run measures again")
         return False
+
+
+class LoadMeter:
+    """The share of this machine's CPU time that OTHER processes used since the meter was made.
+
+    /proc/stat's busy time of all CPUs minus this process's own CPU time (os.times(), every thread),
+    over wall time x CPUs. None where /proc/stat is missing (not Linux) or the window is too short for
+    its clock ticks (10 ms) to say anything.
+    """
+
+    MIN_WINDOW_S = 0.1
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                values = [int(v) for v in f.readline().split()[1:9]]
+            busy = sum(values) - values[3] - values[4]  # all but idle and iowait
+            tick = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+        own = os.times()
+        return busy / tick, own.user + own.system, time.monotonic()
+
+    def others_busy(self) -> float | None:
+        end = self._read()
+        if self.start is None or end is None or end[2] - self.start[2] < self.MIN_WINDOW_S:
+            return None
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        return round(min(1.0, max(0.0, others / ((end[2] - self.start[2]) * (os.cpu_count() or 1)))), 3)
+
+
+def load_record(others: float | None) -> dict[str, Any]:
+    """{"others_busy": share or None, "under_load": bool} as recorded with a measurement."""
+    return {"others_busy": others, "under_load": others is not None and others >= UNDER_LOAD}
 
 
 # ---------------------------------------------------------------- candidates
@@ -324,8 +379,10 @@ def _check_bf16(entry: Entry, bundle: Bundle, threads: int | None) -> str | None
 def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DEFAULT_BUDGET_S,
             target_samples: int = TARGET_SAMPLES, drop_factor: float | None = DROP_FACTOR,
             check_integrity: bool = True, backend_options: dict | None = None,
-            progress: Callable[[str], None] | None = None) -> tuple[list[Entry], float]:
-    """Load every candidate and time them round-robin; returns the entries (backends still open) and seconds."""
+            progress: Callable[[str], None] | None = None, load: dict | None = None) -> tuple[list[Entry], float]:
+    """Load every candidate and time them round-robin; returns the entries (backends still open) and seconds.
+
+    `load` (a dict), when given, receives `load_record` of the timing window (other processes' CPU share)."""
     x1 = sample_inputs(bundle, 1)
     checked: dict[Path, bool] = {}
     entries = [Entry(c) for c in candidates]
@@ -362,6 +419,7 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
         if progress:
             progress(f"loaded {e.cand.label} ({e.status})")
     clock = time.perf_counter_ns
+    meter = LoadMeter()
     start = clock()
     rounds = 0
     while True:
@@ -389,10 +447,17 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
                         and all(len(e.samples_ns) >= target_samples for e in racing)):
                 break
     _confirm([e for e in entries if e.status == "measured"])
+    ranked = sorted((e for e in entries if e.status == "measured"), key=Entry.median_ms)
+    if len(ranked) >= 2 and ranked[1].median_ms() <= TIE_WITHIN * ranked[0].median_ms():
+        _confirm(ranked[:2], pool=True)  # a near tie: a second round, added to the first
+        for e in ranked[:2]:
+            e.reason = e.reason or "near tie: a second confirmation round"
+    if load is not None:
+        load.update(load_record(meter.others_busy()))
     return entries, (clock() - start) / 1e9
 
 
-def _confirm(racing: list[Entry]) -> None:
+def _confirm(racing: list[Entry], pool: bool = False) -> None:
     """Time the close finalists once more in long blocks, each alone (their p50 from then on).
 
     Round-robin blocks are short; the thread pools of the candidate that ran just before can still spin
@@ -407,7 +472,7 @@ def _confirm(racing: list[Entry]) -> None:
     finalists = [e for e in racing if e.median_ms() <= CONFIRM_WITHIN * best]
     if len(finalists) < 2:
         return
-    pooled: dict[int, list[int]] = {id(e): [] for e in finalists}
+    pooled: dict[int, list[int]] = {id(e): list(e.samples_ns) if pool else [] for e in finalists}
     clock = time.perf_counter_ns
     for k in range(CONFIRM_PASSES):
         for e in finalists[k % len(finalists):] + finalists[: k % len(finalists)]:
@@ -435,6 +500,8 @@ def _result(e: Entry, eligible: bool, note: str = "") -> dict[str, Any]:
         "status": e.status, "reason": e.reason or note, "within_budget": eligible,
         "p50_ms": float(np.median(ms)) if len(ms) else None,
         "p90_ms": float(np.percentile(ms, 90)) if len(ms) else None,
+        # the spread, so that a table says how far apart two p50s must be to mean anything
+        **{f"p{q}_ms": float(np.percentile(ms, q)) if len(ms) else None for q in (10, 25, 75)},
         "samples": int(len(ms)), "load_ms": e.load_ms,
     }
 
@@ -444,7 +511,7 @@ def _fmt(ms: float) -> str:
 
 
 def why_text(chosen: dict, results: list[dict], *, cached: str | None = None, seconds: float | None = None,
-             shown: int = 4) -> str:
+             shown: int = 4, load: dict | None = None) -> str:
     """'measured: litert int8 (2 threads) 2.16 ms vs openvino int8 (2 threads) 2.92 ms, ... (0.8 s, round-robin)'."""
     ranked = sorted((r for r in results if r["p50_ms"] is not None and r["within_budget"]
                      and r["id"] != chosen["id"]), key=lambda r: r["p50_ms"])
@@ -452,10 +519,14 @@ def why_text(chosen: dict, results: list[dict], *, cached: str | None = None, se
     others = [f"{r['label']} {_fmt(r['p50_ms'])} ms" for r in ranked[: shown - 1]]
     more = f", +{len(ranked) - shown + 1} more" if len(ranked) > shown - 1 else ""
     text = parts[0] + (" vs " + ", ".join(others) + more if others else " (the only candidate)")
+    busy = ""
+    if load and load.get("under_load"):
+        busy = (f"; measured under load (other processes used {100 * load['others_busy']:.0f}% of the CPU): "
+                "measured again when the machine is quieter")
     if cached:
-        return f"fastest measured here on {cached} (cached): {text}"
+        return f"fastest measured here on {cached} (cached): {text}{busy}"
     timing = f"; {seconds:.2f} s of round-robin timing" if seconds is not None else ""
-    return f"fastest measured: {text} (p50 of single calls{timing})"
+    return f"fastest measured: {text} (p50 of single calls{timing}){busy}"
 
 
 # ---------------------------------------------------------------- the two entry points
@@ -503,6 +574,7 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
             sel.reason += f"; threads {t} (all usable cores)"
         sel.threads = t
         return sel, open_backend(sel.artifact, sel.backend, t, **{**opts, **sel.options})
+    meter = LoadMeter()  # from here to the end of a re-validation: is the machine quiet now?
     cands, left = plan(bundle, backend, precision, threads, max_drop)
     wanted = {c.id for c in cands}
     notes: list[str] = []
@@ -510,23 +582,19 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
     path = cache_path(bundle, key)
     cached = read_cache(path, key, notes) if tune != "fresh" else None
     if cached is not None and wanted <= {r["id"] for r in cached["results"]}:
-        best = _pick(cached["results"], wanted)
-        if best is not None:
-            cand = next(c for c in cands if c.id == best["id"])
-            try:
-                engine = _open_candidate(cand, check_integrity, opts)
-            except EdgeCNNError as e:
-                notes.append(f"cached choice {best['label']} failed to load ({e}); measuring again")
-            else:
-                _emit(notes)
-                sel = cand.selection
-                sel.threads = cand.threads
-                sel.reason = why_text(best, [r for r in cached["results"] if r["id"] in wanted],
-                                      cached=str(cached.get("created", "?"))[:10]) + _left_note(left)
-                sel.measurement = {"cache": str(path), "hit": True, "notes": notes}
-                return sel, engine
+        hit = _cached_choice(bundle, cached, cands, wanted, check_integrity, opts, meter, notes)
+        if hit is not None:
+            _emit(notes)
+            sel, engine, check = hit
+            sel.reason = why_text(_pick(cached["results"], wanted) or {}, [r for r in cached["results"]
+                                                                          if r["id"] in wanted],
+                                  cached=str(cached.get("created", "?"))[:10], load=cached.get("load")) \
+                + _left_note(left)
+            sel.measurement = {"cache": str(path), "hit": True, "notes": notes, "revalidation": check}
+            return sel, engine
+    load: dict[str, Any] = {}
     entries, seconds = measure(bundle, cands, budget_s=budget_s, check_integrity=check_integrity,
-                               backend_options=opts)
+                               backend_options=opts, load=load)
     results = [_result(e, True) for e in entries]
     best = _pick(results, wanted)
     failed = [r for r in results if r["status"] == "failed"]
@@ -538,7 +606,7 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
     # Merge: keep what an earlier sweep measured for candidates outside this request.
     previous = [r for r in (cached or {}).get("results", []) if r["id"] not in wanted]
     record = {"schema": SCHEMA, "key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "budget_s": budget_s, "seconds": seconds, "results": results + previous, "left_out": left}
+              "budget_s": budget_s, "seconds": seconds, "load": load, "results": results + previous, "left_out": left}
     wrote = write_cache(path, record, notes)
     _emit(notes)
     winner = next(e for e in entries if e.cand.id == best["id"])
@@ -547,11 +615,79 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
             e.backend.close()
     sel = winner.cand.selection
     sel.threads = winner.cand.threads
-    sel.reason = why_text(best, results, seconds=seconds) + _left_note(left)
-    sel.measurement = {"cache": str(path) if wrote else None, "hit": False, "notes": notes,
+    sel.reason = why_text(best, results, seconds=seconds, load=load) + _left_note(left)
+    sel.measurement = {"cache": str(path) if wrote else None, "hit": False, "notes": notes, "load": load,
                        "results": results, "left_out": left, "timing_s": seconds,
                        "load_s": sum(r["load_ms"] or 0.0 for r in results) / 1e3}
     return sel, winner.backend
+
+
+def _revalidate(first: Backend, second: Backend, x1: np.ndarray, cached_ms: float) -> tuple[float, float]:
+    """p50 ms of two open candidates timed side by side, briefly (REVALIDATE_MS in all, interleaved)."""
+    clock = time.perf_counter_ns
+    pair = [(first, first.prepare(x1), []), (second, second.prepare(x1), [])]
+    n = int(np.clip(REVALIDATE_MS / (2 * REVALIDATE_PASSES) / max(cached_ms, 1e-3), 3, 100))
+    for k in range(REVALIDATE_PASSES):
+        for engine, x, out in (pair if k % 2 == 0 else pair[::-1]):
+            run = engine.run_raw
+            warm_until = clock() + int(REVALIDATE_WARM_MS * 1e6)
+            run(x)
+            while clock() < warm_until:  # the other one's thread pool stops spinning
+                run(x)
+            for _ in range(n):
+                t0 = clock()
+                run(x)
+                out.append(clock() - t0)
+    return float(np.median(pair[0][2])) / 1e6, float(np.median(pair[1][2])) / 1e6
+
+
+def _cached_choice(bundle: Bundle, cached: dict, cands: list[Candidate], wanted: set[str], check_integrity: bool, opts: dict,
+                   meter: LoadMeter, notes: list[str]) -> tuple[Selection, Backend, dict] | None:
+    """The cached best, opened and re-validated against the runner-up; None: measure again (notes say why)."""
+    pool = sorted((r for r in cached["results"] if r["id"] in wanted and r["p50_ms"] is not None
+                   and r["status"] in ("measured", "dropped")), key=lambda r: r["p50_ms"])
+    if not pool:
+        return None
+    best = pool[0]
+    cand = next(c for c in cands if c.id == best["id"])
+    try:
+        engine = _open_candidate(cand, check_integrity, opts)
+    except EdgeCNNError as e:
+        notes.append(f"cached choice {best['label']} failed to load ({e}); measuring again")
+        return None
+    check: dict[str, Any] = {"best": best["label"]}
+    runner = pool[1] if len(pool) > 1 else None
+    if runner is not None and REVALIDATE_MS > 0:
+        other = next(c for c in cands if c.id == runner["id"])
+        try:  # only timed, never used for a result: no sha256 of its file (cold start)
+            second = _open_candidate(other, False, opts)
+        except EdgeCNNError:
+            second = None  # a runner-up that no longer loads cannot overtake the best
+        if second is not None:
+            try:
+                a, b = _revalidate(engine, second, sample_inputs(bundle, 1), best["p50_ms"])
+            finally:
+                second.close()
+            check.update({"runner_up": runner["label"], "best_ms": a, "runner_up_ms": b})
+            if b * REORDER_MARGIN < a:
+                notes.append(f"cached choice re-checked: {runner['label']} {_fmt(b)} ms now beats {best['label']} "
+                             f"{_fmt(a)} ms; measuring again")
+                engine.close()
+                return None
+    was = cached.get("load") or {}
+    if was.get("under_load") and meter.start is not None:
+        # Made under load: is it quiet now? A window shorter than the meter's minimum says nothing; wait it out.
+        time.sleep(max(0.0, LoadMeter.MIN_WINDOW_S - (time.monotonic() - meter.start[2])))
+    now = meter.others_busy()
+    check["others_busy"] = now
+    if was.get("under_load") and now is not None and now < UNDER_LOAD:
+        notes.append(f"cached choice was measured under load (other processes {100 * was['others_busy']:.0f}% of "
+                     f"the CPU), the machine is quieter now ({100 * now:.0f}%); measuring again")
+        engine.close()
+        return None
+    sel = cand.selection
+    sel.threads = cand.threads
+    return sel, engine, check
 
 
 def cached_choice(bundle: Bundle, backend: str = "auto", precision: str = "auto",
@@ -603,8 +739,9 @@ def tune(bundle: str | Path | Bundle, *, backend: str = "auto", precision: str =
     cands, left = plan(b, backend, precision, thread_list, max_drop, include_over_budget=True)
     eligible = {c.id: within_budget(b, c.selection, max_drop) for c in cands}
     # No candidate leaves the race early: the sweep's table gives every one the same rounds.
+    load: dict[str, Any] = {}
     entries, seconds = measure(b, cands, budget_s=budget_s, target_samples=4 * TARGET_SAMPLES, drop_factor=None,
-                               progress=log_fn)
+                               progress=log_fn, load=load)
     try:
         results = [_result(e, eligible[e.cand.id][0], "" if eligible[e.cand.id][0] else eligible[e.cand.id][1])
                    for e in entries]
@@ -618,14 +755,14 @@ def tune(bundle: str | Path | Bundle, *, backend: str = "auto", precision: str =
     wrote = False
     if write and best is not None:
         wrote = write_cache(path, {"schema": SCHEMA, "key": key, "created": created, "budget_s": budget_s,
-                                   "seconds": seconds, "results": results, "left_out": left}, notes)
+                                   "seconds": seconds, "load": load, "results": results, "left_out": left}, notes)
     return {
         "schema": "edgecnn.tune-report/1", "created": created, "bundle": str(b.path), "name": b.name,
         "device": key["device"], "versions": key["versions"],
         "settings": {"backend": backend, "precision": precision, "threads": list(thread_list),
                      "budget_s": budget_s, "max_drop_points": max_drop, "python": sys.version.split()[0]},
-        "seconds": seconds, "results": results, "left_out": left, "notes": notes,
-        "choice": best, "why": why_text(best, results, seconds=seconds) if best else "nothing could run",
+        "seconds": seconds, "load": load, "results": results, "left_out": left, "notes": notes,
+        "choice": best, "why": why_text(best, results, seconds=seconds, load=load) if best else "nothing could run",
         "cache": str(path) if wrote else None,
     }
 
@@ -633,7 +770,7 @@ def tune(bundle: str | Path | Bundle, *, backend: str = "auto", precision: str =
 def format_table(report: dict) -> str:
     """The tune report as an aligned text table, fastest first."""
     rows = sorted(report["results"], key=lambda r: (r["p50_ms"] is None, r["p50_ms"] or 0))
-    header = ["backend", "precision", "threads", "artifact", "p50 ms", "p90 ms", "samples", "load ms", "status"]
+    header = ["backend", "precision", "threads", "artifact", "p50 ms", "p10-p90 ms", "samples", "load ms", "status"]
     body = []
     for r in rows:
         status = r["status"] if r["within_budget"] else "over budget"
@@ -641,9 +778,22 @@ def format_table(report: dict) -> str:
             status = "CHOSEN"
         body.append([r["backend"], r["precision"], "-" if r["threads"] is None else str(r["threads"]), r["artifact"],
                      _fmt(r["p50_ms"]) if r["p50_ms"] is not None else "-",
-                     _fmt(r["p90_ms"]) if r["p90_ms"] is not None else "-", str(r["samples"]),
+                     _spread(r), str(r["samples"]),
                      f"{r['load_ms']:.0f}" if r["load_ms"] is not None else "-",
                      status + (f" ({r['reason']})" if r["reason"] and status != "CHOSEN" else "")])
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    out = [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
+    load = report.get("load") or {}
+    if load.get("others_busy") is not None:
+        state = "UNDER LOAD: the choice is measured again when the machine is quieter" if load["under_load"] \
+            else "quiet enough"
+        out.append(f"other processes used {100 * load['others_busy']:.0f}% of the CPU while this was timed ({state})")
+    return "\n".join(out)
+
+
+def _spread(r: dict) -> str:
+    """'0.95-1.31': the p10 to p90 of a candidate's single calls ('-' when it has none)."""
+    if r.get("p10_ms") is None or r.get("p90_ms") is None:
+        return "-"
+    return f"{_fmt(r['p10_ms'])}-{_fmt(r['p90_ms'])}"

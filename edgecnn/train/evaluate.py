@@ -113,7 +113,8 @@ def save_predictions_csv(rows: list[dict], path: str | os.PathLike) -> Path:
 
 
 def save_misclassified(rows: list[dict], dataset: Dataset, split: str, folder: str | os.PathLike) -> int:
-    """Copy each misclassified image to FOLDER/<label>_as_<predicted>/ (array datasets: as PNG)."""
+    """Copy each misclassified image to FOLDER/<label>_as_<predicted>/ (array datasets: as PNG; series
+    windows: as CSV, samples x channels)."""
     import re
     import shutil
 
@@ -131,6 +132,8 @@ def save_misclassified(rows: list[dict], dataset: Dataset, split: str, folder: s
         if r["file"]:
             src = Path(r["file"])
             shutil.copy2(src, d / f"{r['index']}_{src.name}")
+        elif getattr(dataset, "kind", "image") == "series":  # a window, samples x channels, as CSV
+            np.savetxt(d / f"{r['index']}.csv", np.asarray(images[r["index"]]), delimiter=",", fmt="%.9g")
         else:
             img = np.asarray(images[r["index"]])
             if img.ndim == 3:

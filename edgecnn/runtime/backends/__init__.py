@@ -24,6 +24,7 @@ Choosing what to run: `Classifier` (and `edgecnn run/classify`) MEASURE by defau
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import platform
@@ -70,6 +71,7 @@ class Backend:
         if self.input_dtype.kind in "iu" and self.input_quant is None:
             raise EdgeCNNError(f"{artifact.info['file']}: integer input without quant params in the manifest")
         self._qinfo = np.iinfo(self.input_dtype) if self.input_quant else None
+        self._out_probs = out.get("kind") == "probs"
 
     # -- the bare call -------------------------------------------------------------------
     def run_raw(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -94,18 +96,23 @@ class Backend:
 
     def finish(self, y: np.ndarray) -> np.ndarray:
         """Raw output -> float32 logits, shape (N, classes) (log-probabilities for kind "probs")."""
+        if self.output_quant is None and not self._out_probs and type(y) is np.ndarray and y.dtype == np.float32:
+            return y.reshape(len(y), -1)  # the common case, without the general path's copies and lookups
         if self.output_quant is not None:
             q = self.output_quant
             y = (y.astype(np.float32) - np.float32(q["zero_point"])) * np.float32(q["scale"])
         y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
-        if self.artifact.info["output"].get("kind") == "probs":
+        if self._out_probs:
             # An imported model that ends in softmax: its log-probabilities are logits whose softmax
             # gives back the same probabilities, so the runtime's softmax is not applied twice.
             y = np.log(np.maximum(y, np.float32(1e-12)))
         return y
 
     def infer(self, x_nchw: np.ndarray) -> np.ndarray:
-        x = self.prepare(x_nchw)
+        return self.infer_prepared(self.prepare(x_nchw))
+
+    def infer_prepared(self, x: np.ndarray) -> np.ndarray:
+        """Input already in the artifact's layout and dtype (`prepare`, or `edgecnn.runtime.frame`) -> logits."""
         n = self.fixed_batch
         if n is None or len(x) == n:
             return self.finish(self.run_raw(x))
@@ -123,8 +130,9 @@ class Backend:
     @property
     def fixed_batch(self) -> int | None:
         """The batch size the model file fixes, or None when it takes any batch."""
-        shape = getattr(self, "input_shape", None)
-        return int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] > 0 else None
+        return self._fixed_batch
+
+    _fixed_batch: int | None = None  # set by check_io, once
 
     def describe(self) -> dict[str, Any]:
         """What runs: backend, version, file, precision, threads and backend details."""
@@ -154,6 +162,7 @@ class Backend:
                 f"{self.artifact.info['output']['dtype']}"
             )
         self.input_shape = tuple(shape)
+        self._fixed_batch = int(shape[0]) if shape and isinstance(shape[0], int) and shape[0] > 0 else None
 
 
 def _version(*distributions: str) -> str | None:
@@ -173,7 +182,14 @@ def _has_module(name: str) -> bool:
 
 
 def available_backends() -> dict[str, str | None]:
-    """name -> version of each backend importable here (None if absent). Imports nothing heavy."""
+    """name -> version of each backend importable here (None if absent). Imports nothing heavy.
+
+    Looked up once per process (package metadata: tens of ms, and every cold start asked 4 times)."""
+    return dict(_installed())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> tuple[tuple[str, str | None], ...]:
     found: dict[str, str | None] = dict.fromkeys(BACKENDS)
     if _has_module("onnxruntime"):
         found["onnxruntime"] = _version("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino") or "unknown"
@@ -187,7 +203,7 @@ def available_backends() -> dict[str, str | None]:
             break
     if _has_module("openvino"):
         found["openvino"] = _version("openvino", "openvino-nightly") or "unknown"
-    return found
+    return tuple(found.items())
 
 
 def is_jetson() -> bool:

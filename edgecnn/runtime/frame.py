@@ -1,0 +1,177 @@
+"""The fast frame path: a uint8 camera frame -> the artifact's own input (dtype + layout), in few passes.
+
+    path = FramePath(input_spec, layout="NHWC", dtype=np.int8, quant={"scale": 0.02, "zero_point": -14})
+    x = path(frame)            # (1, H, W, C) int8, ready for `backend.run_raw(x)`
+    path(frame, out=buf)       # the same, written into a preallocated (1, ...) buffer
+
+What it does per frame, numpy + OpenCV only (never torch):
+1. resize on uint8 in the frame's own channel order. A large frame shrunk with "area" interpolation
+   is halved (OpenCV's 2x2 area kernel; one side alone: bilinear at exactly 2x, the mean of each pair)
+   while a side stays at least twice the target (exact box averages at memory speed), then bilinear
+   to the target, a factor under 2 on each side (`shrink`). Every other case (upscaling,
+   "linear", a frame already at the target size) is the reference resize, call for call.
+2. colour order, normalization, int8/uint8 quantization and layout in ONE pass over the small image:
+   a 256-entry lookup table per output channel holds, for every uint8 value, exactly what the reference
+   path computes for it ((v * scale - mean) / std in float32, then `round(x / q_scale) + zero_point`
+   clipped, as `Backend.prepare` does). NHWC artifacts: one `cv2.LUT` over the 3 channels (after a
+   channel swap on the small image); NCHW: one `cv2.LUT` per plane into the output's plane.
+
+So the fast path equals the reference (`edgecnn.preprocess.preprocess` + `Backend.prepare`) bit for bit
+whenever the resize is the same (tests/test_frame.py), and differs only by the pyramid's rounding
+when a large frame is shrunk; the agreement measured on real video frames is in docs/runtime.md
+(benchmarks/frame_path.py). The exact reference path stays what `verify` and `Classifier.preprocess`
+use. Not thread-safe (it keeps its intermediate buffers): one FramePath per thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import EdgeCNNError
+from ..preprocess import LAYOUTS, _cv2, to_uint8_image
+
+_COLOR_ORDERS = ("BGR", "RGB")
+_CHANNELS = (1, 3, 4)
+
+
+def channel_tables(spec: dict, dtype: Any, quant: dict | None) -> np.ndarray:
+    """(C, 256) lookup tables: input value v of channel c -> the artifact's input value, as the reference computes it."""
+    dtype = np.dtype(dtype)
+    v = np.arange(256, dtype=np.uint8).astype(np.float32) * np.float32(spec["scale"])
+    mean = np.asarray(spec["mean"], np.float32)
+    std = np.asarray(spec["std"], np.float32)
+    x = (v[None, :] - mean[:, None]) / std[:, None]  # float32, the reference's arithmetic
+    if quant is None:
+        return np.ascontiguousarray(x, dtype=dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x / np.float32(quant["scale"])) + quant["zero_point"]  # = Backend.prepare
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+class FramePath:
+    """One frame -> the artifact input (see the module docstring). Built once per (spec, artifact)."""
+
+    def __init__(self, spec: dict, layout: str = "NCHW", dtype: Any = np.float32, quant: dict | None = None):
+        if layout not in ("NCHW", "NHWC"):
+            raise EdgeCNNError(f"layout must be NCHW or NHWC, got {layout!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind in "iu" and quant is None:
+            raise EdgeCNNError(f"an {self.dtype} input needs quant params (scale, zero_point)")
+        self.spec, self.layout, self.quant = spec, layout, quant if self.dtype.kind in "iu" else None
+        self.height, self.width = int(spec["height"]), int(spec["width"])
+        self.channels = int(spec["channels"])
+        self.color = spec["color"]
+        self.policy, self.interpolation = spec["resize"], spec["interpolation"]
+        tables = channel_tables(spec, self.dtype, self.quant)
+        if len(tables) != self.channels:
+            raise EdgeCNNError(f"input block: {len(tables)} mean/std values for {self.channels} channels")
+        self._planes = [np.ascontiguousarray(t.reshape(1, 256)) for t in tables]  # NCHW: one per plane
+        self._lut3 = np.ascontiguousarray(tables.T.reshape(1, 256, -1))  # NHWC: one multi-channel table
+        self.shape = ((1, self.channels, self.height, self.width) if layout == "NCHW"
+                      else (1, self.height, self.width, self.channels))
+        self._buffers: dict[tuple, np.ndarray] = {}
+        self._cv2 = _cv2()
+
+    @classmethod
+    def for_backend(cls, spec: dict, backend: Any) -> FramePath:
+        """The frame path into `backend`'s artifact (its layout, input dtype and quant params)."""
+        return cls(spec, backend.layout, backend.input_dtype, backend.input_quant)
+
+    # -- pieces ----------------------------------------------------------------------------------
+    def _buffer(self, shape: tuple, dtype: Any = np.uint8) -> np.ndarray:
+        key = (shape, np.dtype(dtype).str)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(shape, dtype)
+        return buf
+
+    def _resized(self, arr: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
+        shape = (height, width) + arr.shape[2:]
+        return self._cv2.resize(arr, (width, height), dst=self._buffer(shape), interpolation=interp)
+
+    def shrink(self, arr: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Area-like downscaling, fast: exact 2x box averages while a side is >= 2x the target, then bilinear."""
+        c = self._cv2
+        while True:
+            h, w = arr.shape[:2]
+            fx, fy = w >= 2 * width, h >= 2 * height
+            if not (fx or fy):
+                break
+            nw, nh = (w // 2 if fx else w), (h // 2 if fy else h)
+            # An odd last row/column is left out so that every step is an exact factor of 2: both sides,
+            # OpenCV's 2x2 area kernel; one side, bilinear at exactly 2x (the mean of each pair).
+            src = arr[: 2 * nh if fy else h, : 2 * nw if fx else w]
+            arr = self._resized(src, nw, nh, c.INTER_AREA if fx and fy else c.INTER_LINEAR)
+        if arr.shape[0] == height and arr.shape[1] == width:
+            return arr
+        # What is left is a factor under 2 on each side: bilinear there is close to area, and OpenCV's
+        # generic area kernel costs 7x more on the small image (benchmarks/frame_path.py).
+        return self._resized(arr, width, height, c.INTER_LINEAR)
+
+    def resize(self, arr: np.ndarray) -> np.ndarray:
+        """uint8 HxW[xC] -> the target size, following the input block's policy (the reference's geometry)."""
+        c = self._cv2
+        H, W = self.height, self.width
+        h, w = arr.shape[:2]
+        area = self.interpolation == "area"
+        if self.policy == "center_crop":
+            s = max(H / h, W / w)
+            nh, nw = max(H, round(h * s)), max(W, round(w * s))
+            if area and s < 1:
+                arr = self.shrink(arr, nw, nh)
+            else:
+                arr = self._resized(arr, nw, nh, c.INTER_LINEAR)
+            top, left = (nh - H) // 2, (nw - W) // 2
+            return arr[top : top + H, left : left + W]
+        if h == H and w == W:
+            return arr
+        if area and h >= H and w >= W:
+            return self.shrink(arr, W, H)
+        return self._resized(arr, W, H, c.INTER_LINEAR)
+
+    def _source_channels(self, small: np.ndarray, order: str) -> np.ndarray:
+        """The small image's channels in the model's colour order (uint8, HxW for one channel)."""
+        c = self._cv2
+        if self.channels == 1:
+            if small.ndim == 2:
+                return small
+            if small.shape[2] == 4:
+                return c.cvtColor(small, c.COLOR_BGRA2GRAY if order == "BGR" else c.COLOR_RGBA2GRAY)
+            return c.cvtColor(small, c.COLOR_BGR2GRAY if order == "BGR" else c.COLOR_RGB2GRAY)
+        if small.ndim == 2:
+            return c.cvtColor(small, c.COLOR_GRAY2BGR)  # the same value in every channel
+        four = small.shape[2] == 4
+        if self.color == order:  # the model's order already (BGR models, RGB frames for RGB models)
+            return c.cvtColor(small, c.COLOR_BGRA2BGR) if four else small
+        return c.cvtColor(small, c.COLOR_BGRA2RGB if four else c.COLOR_BGR2RGB)  # swap (drop alpha)
+
+    def _write(self, img: np.ndarray, out: np.ndarray) -> None:
+        c = self._cv2
+        if self.channels == 1:
+            c.LUT(img, self._planes[0], dst=out.reshape(self.height, self.width))
+        elif self.layout == "NHWC":
+            c.LUT(np.ascontiguousarray(img), self._lut3, dst=out[0])
+        else:
+            for k, plane in enumerate(c.split(img)):
+                c.LUT(plane, self._planes[k], dst=out[0, k])
+
+    # -- the call --------------------------------------------------------------------------------
+    def __call__(self, image: Any, color_order: str = "BGR", layout: str = "auto",
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """One image -> (1, ...) array in the artifact's layout and dtype (into `out` when given)."""
+        arr = image
+        if not (type(arr) is np.ndarray and arr.dtype == np.uint8 and arr.size
+                and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4)
+                                       and (layout == "HWC" or arr.shape[0] not in _CHANNELS)))
+                and color_order in _COLOR_ORDERS and layout in LAYOUTS):
+            # Anything but a plain uint8 HxW / HxWx3 / HxWx4 frame: the reference's one conversion rule.
+            arr, color_order = to_uint8_image(image, color_order, layout)
+        if out is None:
+            out = np.empty(self.shape, self.dtype)
+        elif out.shape != self.shape or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise EdgeCNNError(f"out must be a C-contiguous {self.dtype} array of shape {self.shape}, "
+                               f"got {out.dtype} {out.shape}")
+        self._write(self._source_channels(self.resize(arr), color_order), out)
+        return out
