@@ -61,6 +61,8 @@ def test_equals_the_reference_bit_for_bit_where_the_resize_is_the_same(layout, d
     cases = [
         (IMAGENET, small, "BGR"),                                               # upscaled: bilinear
         (IMAGENET, cv2.resize(photo, (40, 48)), "BGR"),                          # already at size
+        (IMAGENET, cv2.resize(photo, (70, 60)), "BGR"),                          # area, shrunk by less than 2
+        ({**IMAGENET, "resize": "center_crop"}, cv2.resize(photo, (75, 85)), "BGR"),  # the same, centre crop
         ({**IMAGENET, "interpolation": "linear"}, photo, "BGR"),                 # linear shrink
         ({**IMAGENET, "resize": "center_crop", "interpolation": "linear"}, photo, "BGR"),
         (IMAGENET, cv2.cvtColor(small, cv2.COLOR_BGR2RGB), "RGB"),               # RGB frames

@@ -8,8 +8,9 @@ What it does per frame, numpy + OpenCV only (never torch):
 1. resize on uint8 in the frame's own channel order. A large frame shrunk with "area" interpolation
    is halved (OpenCV's 2x2 area kernel; one side alone: bilinear at exactly 2x, the mean of each pair)
    while a side stays at least twice the target (exact box averages at memory speed), then bilinear
-   to the target, a factor under 2 on each side (`shrink`). Every other case (upscaling,
-   "linear", a frame already at the target size) is the reference resize, call for call.
+   to the target, a factor under 2 on each side (`shrink`). Every other case (a shrink by less than 2
+   on both sides, upscaling, "linear", a frame already at the target size) is the reference resize, call
+   for call.
 2. colour order, normalization, int8/uint8 quantization and layout in ONE pass over the small image:
    a 256-entry lookup table per output channel holds, for every uint8 value, exactly what the reference
    path computes for it ((v * scale - mean) / std in float32, then `round(x / q_scale) + zero_point`
@@ -94,6 +95,9 @@ class FramePath:
     def shrink(self, arr: np.ndarray, width: int, height: int) -> np.ndarray:
         """Area-like downscaling, fast: exact 2x box averages while a side is >= 2x the target, then bilinear."""
         c = self._cv2
+        h, w = arr.shape[:2]
+        if w < 2 * width and h < 2 * height:  # no side halves: the reference's own area resize, bit for bit
+            return self._resized(arr, width, height, c.INTER_AREA)
         while True:
             h, w = arr.shape[:2]
             fx, fy = w >= 2 * width, h >= 2 * height
