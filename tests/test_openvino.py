@@ -126,3 +126,56 @@ def test_openvino_import_sends_no_telemetry_and_does_not_fork():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "openvino.tools.ovc.telemetry_stub", "openvino"], proc.stdout
+
+
+def test_compiled_models_are_cached_under_the_edgecnn_cache_only(digits_bundle, tmp_path, monkeypatch):
+    art = Bundle.load(digits_bundle).find("onnx", "fp32")[0]
+    x = np.random.default_rng(0).random((1, 1, 32, 32), dtype=np.float32)
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
+    first = open_backend(art, "openvino", 1).infer(x)
+    blobs = list((tmp_path / "cache" / "openvino").glob("*"))
+    assert blobs and all(b.stat().st_size > 0 for b in blobs)  # OpenVINO wrote its compiled model there
+    again = open_backend(art, "openvino", 1).infer(x)  # loaded from the cache: same results
+    np.testing.assert_array_equal(first, again)
+    # A cache dir that cannot be made: compiled without a cache, no error, nothing written elsewhere.
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "file" / "cache"))
+    np.testing.assert_array_equal(open_backend(art, "openvino", 1).infer(x), first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file"]
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "off"))
+    monkeypatch.setenv("EDGECNN_OPENVINO_CACHE", "0")
+    open_backend(art, "openvino", 1).infer(x)
+    assert not (tmp_path / "off").exists()
+
+
+SPIN = """
+import sys, time
+import numpy as np
+from edgecnn.bundle import Bundle
+from edgecnn.runtime.backends import open_backend
+art = Bundle.load(sys.argv[1]).find("onnx", sys.argv[2])[0]
+b = open_backend(art, "openvino", 1)
+x = b.prepare(np.zeros((1, 1, 32, 32), np.float32))
+print("ready", flush=True)
+while True:
+    b.run_raw(x)
+"""
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_process_using_the_compiled_model_cache_stops_promptly_on_ctrl_c(digits_bundle, tmp_path, precision):
+    """The shutdown worry that once took the cache out: compile from (and into) the cache, Ctrl-C, exit."""
+    import signal
+    import time
+
+    env = dict(os.environ, EDGECNN_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    for _ in range(2):  # the first run writes the blob, the second loads it
+        p = subprocess.Popen([sys.executable, "-c", SPIN, str(digits_bundle), precision], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+        assert time.monotonic() - t0 < 10 and p.returncode != 0 and b"KeyboardInterrupt" in p.stderr.read()
+    assert list((tmp_path / "cache" / "openvino").glob("*"))

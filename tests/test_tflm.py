@@ -69,6 +69,11 @@ def test_tflm_export_verified_in_the_tflm_interpreter(tflm_export) -> None:
     assert t["ops"] == ["DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "TRANSPOSE", "RESHAPE", "FULLY_CONNECTED"]
     assert t["flash_bytes"] == (bundle / "model.int8.tflite").stat().st_size == litert["size_bytes"]
     assert "tflm: model.int8.tflite in the TFLM interpreter: accuracy" in text
+    # the same int8 inputs in LiteRT, reference and default kernels (LeNet-5: within 1 step of both, measured)
+    ref, default = v["litert"]["reference_kernels"], v["litert"]["default_kernels"]
+    assert ref["samples"] == default["samples"] == 1000 and ref["top1_agreement"] >= 0.99
+    assert ref["max_abs_diff_steps"] <= 2 and default["top1_agreement"] >= 0.99
+    assert "tflm: against LiteRT's reference kernels: top-1 agreement" in text
     # the fit is recorded and said, with the numbers
     f = t["fit"]
     assert f["fits"] and f["ram"]["need_bytes"] == t["arena_bytes"] and f["ram"]["have_bytes"] == 256 * 1024

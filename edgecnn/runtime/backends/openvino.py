@@ -3,7 +3,12 @@
     backend = OpenVINOBackend(artifact, threads=2)                         # fp32 kernels
     backend = OpenVINOBackend(artifact, threads=2, inference_precision="bf16")  # fp32 file, bf16 hint
 
-OpenVINO reads ONNX directly (no conversion step, nothing written). The model is compiled for batch 1
+OpenVINO reads ONNX directly (no conversion step). Compiled models are kept in OpenVINO's model cache
+under the edgecnn cache dir (`<cache>/openvino`, see `edgecnn.utils.cache_dir`; nothing is written
+elsewhere, and an unwritable cache only means compiling each time): a cached tune's cold start loads the
+blob instead of compiling. (It was taken out once as a suspect in two full-suite Ctrl-C shutdown
+timeouts; tests/test_openvino.py now checks that a process compiling through the cache exits promptly on
+SIGINT.) `EDGECNN_OPENVINO_CACHE=0` turns it off. The model is compiled for batch 1
 with a static shape (measured faster than the exported dynamic batch: fewer shape checks per call);
 other batch sizes get a second, dynamic-batch compilation made on first use.
 
@@ -33,7 +38,7 @@ import numpy as np
 
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
-from ...utils import first_line
+from ...utils import cache_dir, first_line
 from . import Backend
 
 _PRECISION_TYPES = ("f32", "bf16", "f16")
@@ -61,6 +66,18 @@ def core() -> Any:
     if _CORE is None:
         _CORE = _ov().Core()
     return _CORE
+
+
+def _compiled_cache() -> str | None:
+    """OpenVINO's compiled-model cache folder under the edgecnn cache dir; None if off or it cannot be made."""
+    if os.environ.get("EDGECNN_OPENVINO_CACHE") == "0":
+        return None
+    path = cache_dir() / "openvino"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(path) if os.access(path, os.W_OK) else None
 
 
 def cpu_capabilities() -> list[str]:
@@ -118,6 +135,9 @@ class OpenVINOBackend(Backend):
         }
         if threads is not None:
             self._config[props.inference_num_threads] = int(threads)
+        blobs = _compiled_cache()
+        if blobs is not None:  # a later compile of the same model + options loads the blob
+            self._config[props.cache_dir] = blobs
         try:
             self.model = core().read_model(str(artifact.path))
             if len(self.model.inputs) != 1 or len(self.model.outputs) != 1:

@@ -1,0 +1,157 @@
+"""Issue 26: a camera frame's whole `Classifier.predict` over the bundle's best bare inference call.
+
+For each bundle (MobileNetV2 128 and 224, ONNX + TFLite, fp32 + int8, built by `edgecnn train` + `edgecnn
+export`: see `build`) and thread count T, in ONE process, side by side:
+  1. `Classifier(bundle, threads=T)`: the measured auto choice (a private, empty tune cache);
+  2. every candidate the tuner would consider at T threads, each loaded once, its bare `run_raw` on an
+     already-prepared input; the lowest p50 is "best bare";
+  3. `predict(frame)` on 1280x720 BGR frames of a real video (OpenCV's vtest.avi resized), the fast frame
+     path (default) and the reference path (preprocessing="exact", what predict did before issue 26).
+Timing: interleaved rounds (each round: a block of every bare candidate, of fast predict and of exact
+predict, rotating the frames), p50 of single calls pooled over rounds. ratio = predict p50 / best bare p50.
+Agreement: top-1 of the fast path == top-1 of the reference path on 120 video frames (every 6th frame).
+
+    .venv/bin/python benchmarks/frame_path.py [--threads 1,2] [--rounds 15] [--sizes 128,224]
+
+The machine is shared: absolute numbers move with other people's work; ratios are side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+WORK = REPO / "runs" / "benchmarks" / "mnv2-photos"
+VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+BARS = {128: 1.5, 224: 1.3}
+AGREE_BAR = 0.98
+
+
+def build(size: int) -> Path:
+    """mobilenet_v2 trained 5 epochs on the photo patches at `size` px, exported ONNX + TFLite fp32 + int8."""
+    bundle = WORK / f"bundle{size}"
+    if (bundle / "manifest.json").is_file():
+        return bundle
+    import subprocess
+
+    from edgecnn.data.photos import make_photo_patches
+
+    patches = make_photo_patches(WORK / "patches128", size=128)
+    py = [sys.executable, "-m", "edgecnn"]
+    subprocess.run([*py, "train", "mobilenet_v2", "--data", f"folder:{patches}/train", "--img-size", str(size),
+                    "--epochs", "5", "--out", str(WORK / f"train{size}"), "--threads", "1"], check=True)
+    subprocess.run([*py, "export", str(WORK / f"train{size}" / "best.pt"), "--formats", "onnx,tflite", "--int8",
+                    "--calib", f"folder:{patches}/train", "--calib-size", "64", "--max-drop", "100",
+                    "--test", f"folder:{patches}/test", "--out", str(bundle)], check=True)
+    return bundle
+
+
+def video_frames(step: int, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(VTEST)
+    out, i = [], 0
+    while len(out) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            out.append(cv2.resize(f, (1280, 720), interpolation=cv2.INTER_LINEAR))
+        i += 1
+    return out
+
+
+def timed(fn, args: list, runs: int) -> list[float]:
+    out = []
+    for k in range(runs):
+        a = args[k % len(args)]
+        t0 = time.perf_counter_ns()
+        fn(a)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def one(bundle_path: Path, threads: int, frames: list[np.ndarray], rounds: int) -> dict:
+    from edgecnn.bundle import Bundle
+    from edgecnn.runtime import Classifier
+    from edgecnn.runtime import tune as tune_mod
+    from edgecnn.runtime.backends import open_backend
+
+    bundle = Bundle.load(bundle_path)
+    t0 = time.perf_counter()
+    clf = Classifier(bundle, threads=threads)
+    choice_s = time.perf_counter() - t0
+    exact = Classifier(bundle, backend=clf.selection.backend, precision=clf.selection.precision,
+                       threads=clf.selection.threads, preprocessing="exact")
+    cands, _ = tune_mod.plan(bundle, threads=threads)
+    x1 = tune_mod.sample_inputs(bundle, 1)
+    bare = {c.label: open_backend(c.selection.artifact, c.selection.backend, threads, **c.selection.options)
+            for c in cands}
+    inputs = {k: b.prepare(x1) for k, b in bare.items()}
+    samples: dict[str, list[float]] = {k: [] for k in [*bare, "predict fast", "predict exact"]}
+    hot = frames[:20]
+    for r in range(rounds):
+        jobs = [(k, (lambda run, x: lambda _: run(x))(b.run_raw, inputs[k]), [0], 30) for k, b in bare.items()]
+        jobs += [("predict fast", clf.predict, hot, 30), ("predict exact", exact.predict, hot, 10)]
+        shift = r % len(jobs)
+        for name, fn, args, runs in jobs[shift:] + jobs[:shift]:
+            timed(fn, args, 5)  # untimed: the previous engine's threads stop spinning
+            samples[name] += timed(fn, args, runs)
+    p50 = {k: float(np.median(v)) for k, v in samples.items()}
+    spread = {k: [float(np.percentile(v, 10)), float(np.percentile(v, 90))] for k, v in samples.items()}
+    best = min(bare, key=lambda k: p50[k])
+    agree = [clf.predict(f).index == exact.predict(f).index for f in frames]
+    res = {"bundle": bundle.name, "threads": threads, "auto": clf.describe()["backend"] + " " +
+           clf.describe()["precision"] + f" t{clf.selection.threads}", "choice_s": choice_s,
+           "best_bare": best, "best_bare_ms": p50[best], "predict_ms": p50["predict fast"],
+           "exact_ms": p50["predict exact"], "ratio": p50["predict fast"] / p50[best],
+           "ratio_exact": p50["predict exact"] / p50[best], "agreement": float(np.mean(agree)),
+           "frames": len(frames), "p50_ms": p50, "p10_p90_ms": spread,
+           "timings_fast": clf.predict(frames[0]).timings}
+    for b in bare.values():
+        b.close()
+    clf.close()
+    exact.close()
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--sizes", default="128,224")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    os.environ["EDGECNN_CACHE"] = tempfile.mkdtemp(prefix="edgecnn-frame-path-")
+    frames = video_frames(6, 120)
+    print(f"{len(frames)} frames of vtest.avi at 1280x720; load average {os.getloadavg()}", flush=True)
+    rows, ok = [], True
+    for size in (int(s) for s in args.sizes.split(",")):
+        bundle = build(size)
+        for t in (int(v) for v in args.threads.split(",")):
+            r = one(bundle, t, frames, args.rounds)
+            r["bar"] = BARS[size]
+            r["pass"] = r["ratio"] <= BARS[size] and r["agreement"] >= AGREE_BAR
+            ok &= r["pass"]
+            rows.append(r)
+            print(f"{r['bundle']} t{t}: auto {r['auto']}; best bare {r['best_bare']} {r['best_bare_ms']:.3f} ms; "
+                  f"predict fast {r['predict_ms']:.3f} ms (ratio {r['ratio']:.2f}, bar {BARS[size]}), "
+                  f"exact {r['exact_ms']:.3f} ms (ratio {r['ratio_exact']:.2f}); top-1 agreement "
+                  f"{r['agreement']:.3f} of {r['frames']}; stages {({k: round(v, 3) for k, v in r['timings_fast'].items()})}"
+                  f"; load {os.getloadavg()[0]:.1f}", flush=True)
+    print("PASS" if ok else "FAIL")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
