@@ -329,3 +329,20 @@ def test_load_meter_counts_other_processes_not_this_one():
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     child = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert others is not None and others * wall * cpus >= child - 0.05, (others, wall, child)  # 10 ms ticks
+
+
+def test_cold_start_to_first_result_with_a_cached_tune(digits_bundle, cache, capsys, monkeypatch):
+    """`edgecnn profile` measures a fresh process's start with the cached tune, and says so."""
+    from edgecnn.cli import main
+    from edgecnn.profile.coldstart import cold_start
+
+    Classifier(digits_bundle)  # the tune, cached
+    monkeypatch.setenv("EDGECNN_TUNE_RECHECK_MS", "0")  # the child keeps the cached choice as cached
+    r = cold_start(digits_bundle)
+    assert r["cache_hit"] is True and r["label"] == json.loads((digits_bundle / "manifest.json").read_text())[
+        "samples"][0]["label"]
+    assert 0 < r["imports_ms"] and 0 < r["classifier_ms"] and 0 < r["first_predict_ms"]
+    assert r["total_ms"] > r["imports_ms"] + r["classifier_ms"] + r["first_predict_ms"]
+    assert main(["profile", str(digits_bundle), "--backend", "litert", "--precision", "fp32", "--threads", "1",
+                 "--runs", "20"]) == 0
+    assert "cold start to first result: " in capsys.readouterr().out

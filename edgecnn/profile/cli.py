@@ -110,7 +110,12 @@ def _profile(args: argparse.Namespace) -> int:
         from ..bundle import Bundle
         from ..runtime.tune import cached_choice
 
-        print(cached_choice(Bundle.load(args.bundle)))
+        choice = cached_choice(Bundle.load(args.bundle))
+        print(choice)
+        if "cached)" in choice:  # a tune is cached: what a start with it costs, measured in a fresh process
+            from .coldstart import cold_start, format_cold_start
+
+            print(format_cold_start(cold_start(args.bundle)))
     if args.report:
         print(f"report: {write_report(args.report, report)}")
     if args.markdown:
