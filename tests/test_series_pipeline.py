@@ -111,7 +111,8 @@ def test_bad_series_input_is_one_line_and_exit_2(tmp_path, capsys, bm_bundle):
 
         img = tmp_path / "digit.png"
         cv2.imwrite(str(img), np.full((20, 20), 200, np.uint8))
-    assert run_cli("classify", bm_bundle, img) == 2
+    # explicit backend: the auto choice may log a re-measurement note before the error (a shared bundle)
+    assert run_cli("classify", bm_bundle, img, "--backend", "onnxruntime", "--precision", "fp32") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "classifies series windows (100 samples x 6 channels), not images" in err[0]
     # an image model on series data, a series model on images

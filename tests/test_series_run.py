@@ -194,7 +194,9 @@ def test_bad_input_is_one_line_and_exit_2(bm_stream_bundle, bm_stream, tmp_path,
     lines = path.read_text().splitlines()
     short = tmp_path / "short.csv"
     short.write_text("\n".join(lines[:120] + [lines[120].rsplit(",", 1)[0]] + lines[121:]) + "\n")
-    err = _one_line(capsys, "run", bm_stream_bundle, "--source", f"csv:{short}", "--headless")
+    # found while reading, after the model is loaded: an explicit backend, so no tuning note on stderr
+    err = _one_line(capsys, "run", bm_stream_bundle, "--source", f"csv:{short}", "--headless", "--backend",
+                    "onnxruntime", "--precision", "fp32")
     assert "short.csv line 121: 5 values, expected 6 (a missing column?)" in err
     vtest = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
     err = _one_line(capsys, "run", bm_stream_bundle, "--source", vtest, "--headless")
@@ -247,3 +249,13 @@ def test_smoother_options_are_checked(bm_stream_bundle, bm_stream, capsys):
         from edgecnn.runtime.smoothing import ResultSmoother
 
         ResultSmoother(["a", "b"], average=2, minimum_count=3)
+
+
+def test_profile_times_the_cold_start_of_a_series_bundle(bm_stream_bundle, capsys):
+    """With a cached tune, `edgecnn profile` times a fresh process to its first result: for a series bundle
+    the first result is of its sample CSV window (predict_series), not an image."""
+    assert run_cli("tune", bm_stream_bundle, "--budget-s", "1") == 0
+    capsys.readouterr()
+    assert run_cli("profile", bm_stream_bundle, "--runs", "5", "--warmup", "1") == 0
+    out = capsys.readouterr().out
+    assert "cold start to first result" in out and "cached tune" in out, out

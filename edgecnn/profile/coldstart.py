@@ -27,7 +27,11 @@ from edgecnn.runtime import Classifier
 t1 = time.perf_counter()
 clf = Classifier(sys.argv[1])
 t2 = time.perf_counter()
-pred = clf.predict(sys.argv[2])
+if clf.input_spec.get("kind") == "series":  # a CSV window: read and classified like a sensor window
+    from edgecnn.preprocess import load_sample
+    pred = clf.predict_series(load_sample(sys.argv[2], clf.input_spec))
+else:
+    pred = clf.predict(sys.argv[2])
 t3 = time.perf_counter()
 m = clf.selection.measurement or {}
 print(json.dumps({"imports_ms": 1e3 * (t1 - t0), "classifier_ms": 1e3 * (t2 - t1), "first_predict_ms": 1e3 * (t3 - t2),

@@ -80,6 +80,10 @@ def check_series_options(opts: SeriesOptions) -> None:
         raise EdgeCNNError(f"--hop must be at least 1 sample, got {opts.hop}")
     if opts.suppress is not None and opts.suppress < 0:
         raise EdgeCNNError(f"--suppress must not be negative, got {opts.suppress:g}")
+    if opts.average < 1:
+        raise EdgeCNNError(f"--average must be at least 1 window, got {opts.average}")
+    if not 0.0 <= opts.threshold < 1.0:
+        raise EdgeCNNError(f"--threshold must be in [0, 1), got {opts.threshold:g}")
 
 
 def open_run_series_source(spec: dict, opts: SeriesOptions) -> SeriesSource:

@@ -78,7 +78,9 @@ def run_if_series(args: argparse.Namespace, profile: dict | None,
         health=args.health, stale_after=args.stale_after, predictions=args.predictions,
         predictions_max_bytes=int(args.predictions_max_mb * 2**20), predictions_keep=args.predictions_keep,
     )
-    check_series_options(opts)
+    check_series_options(opts)  # bad options are reported before a port or a model is opened
+    if opts.suppress is not None and not bundle.input.get("sample_rate"):
+        raise EdgeCNNError("--suppress is in seconds, and this bundle records no sample rate")
     stop = threading.Event()
     stop_on_signals(stop)
     source = open_run_series_source(bundle.input, opts)
