@@ -329,10 +329,13 @@ def test_stalled_stream_is_detected_within_the_reconnect_timeout(digits_bundle):
     assert "Traceback" not in r.stderr
     assert len(gets) >= 3 and "no data for" in r.stderr and summary["reconnects"] == 1
     assert wall < 30, wall  # FFmpeg's own read timeout alone would be 30 s
-    assert 4.0 <= summary["retry_seconds"] < 15, summary  # the stall (~2 s) + the final 2 s of retries
+    # the stall (up to 2 s: it may begin while the model still loads, before the run's clock) + the final
+    # 2 s of retries; frames flowed for part of the run, so the FPS without outages is above the wall FPS
+    assert 2.0 <= summary["retry_seconds"] < min(15, summary["seconds"]), summary
     assert summary["fps"] > summary["fps_wall"] and summary["fps_wall"] == pytest.approx(
         summary["frames"] / summary["seconds"])
-    assert len(json_lines(r.stdout)) == summary["frames"] > 100
+    # A live stream runs in fresh mode: frames the model was too busy for are dropped (and counted).
+    assert len(json_lines(r.stdout)) == summary["frames"] and summary["frames"] + summary["dropped"] > 100
 
 
 def test_truncated_video_says_how_many_frames_and_exits_non_zero(digits_bundle, tmp_path, capsys):

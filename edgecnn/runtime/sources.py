@@ -411,6 +411,7 @@ class Source:
         self.dropped = 0
         self.passes = 0  # complete passes over a file or folder
         self.retry_s = 0.0  # outages that ended (see outage_s())
+        self._counting_from = 0.0  # perf_counter time before which outages are not the run's (reset_outage)
         self.abandoned = False
         self._outage_since: float | None = time.perf_counter() if self.live else None
         self._read_since: float | None = None  # perf_counter when the live read in progress began
@@ -474,14 +475,14 @@ class Source:
     def reset_outage(self, start: float) -> None:
         """Count outages from `start` (perf_counter: the run's start) on: time before it is not the run's."""
         with self._cond:
-            self.retry_s = 0.0
+            self.retry_s, self._counting_from = 0.0, start
             if self._outage_since is not None:
                 self._outage_since = max(self._outage_since, start)
 
     def _outage_begins(self, since: float) -> None:
         with self._cond:
-            if self._outage_since is None:
-                self._outage_since = since
+            if self._outage_since is None:  # a stall noticed later may have begun before the run did
+                self._outage_since = max(since, self._counting_from)
 
     def _outage_ends(self, until: float) -> None:
         with self._cond:
