@@ -94,6 +94,21 @@ def test_large_frames_shrink_close_to_area_interpolation():
     assert max(diffs) < 4.0, diffs  # measured 2.4-3.0 grey levels of 255 (1280x720 -> 128x128: 1.7)
 
 
+def test_large_frames_centre_crop_stays_as_close_as_measured():
+    """1280x720 frames, a 128x128 centre crop (the MobileNetV2-128 bundle's input block): the pyramid's
+    distance from the reference (INTER_AREA to 228x128, then crop). Deterministic; measured 1.43-1.57 grey
+    levels on these 8 frames. Integer-factor INTER_AREA (5x) then INTER_AREA measured 2.05-2.26 and one 2x
+    halving then bilinear 2.20-2.44 (benchmarks/frame_downscale.py): a change to either fails here."""
+    spec = {**IMAGENET, "height": 128, "width": 128, "resize": "center_crop"}
+    path = FramePath(spec, "NHWC", np.int8, QUANT)
+    diffs = []
+    for frame in vtest_frames(8):
+        frame = cv2.resize(frame, (1280, 720), interpolation=cv2.INTER_LINEAR)
+        area = cv2.resize(frame, (228, 128), interpolation=cv2.INTER_AREA)[:, 50:178]  # = preprocess's geometry
+        diffs.append(np.abs(path.resize(frame).astype(np.int16) - area.astype(np.int16)).mean())
+    assert max(diffs) < 1.8, diffs
+
+
 def test_classifier_fast_and_exact_paths_agree(digits_bundle):
     """Digits (upscaled: identical inputs, identical results) and real video frames (shrunk: top-1 agrees)."""
     import json
