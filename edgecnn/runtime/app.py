@@ -23,12 +23,21 @@ from typing import IO, Sequence
 
 from ..errors import EdgeCNNError
 from ..profile.stats import LatencyHistogram, RunStats
-from ..utils import atomic_write_json
 from .classifier import Classifier
 from .health import DEFAULT_STALE_AFTER_S, Health, HealthServer
 from .overlay import STAGES, draw_overlay
 from .pipeline import LATENCY_MODES, Job, Pipeline, Stages
-from .sinks import JsonLinesSink, PredictionsSink, Sink, VideoSink, WindowSink, display_available
+from .sinks import (
+    JsonLinesSink,
+    PredictionsSink,
+    Sink,
+    VideoSink,
+    WindowSink,
+    close_health,
+    close_sinks,
+    display_available,
+    end_run,
+)
 from .sources import Source, open_source, redact_uri
 
 log = logging.getLogger("edgecnn.runtime")
@@ -251,17 +260,6 @@ def open_sinks(clf: Classifier, opts: RunOptions, source: Source, stdout: IO[str
     return sinks
 
 
-def close_sinks(sinks: list[Sink], ok: bool) -> EdgeCNNError | None:
-    """Close every sink; the first EdgeCNNError one raised (a video that could not be completed) is returned."""
-    failed: EdgeCNNError | None = None
-    for sink in sinks:
-        try:
-            sink.close(ok and failed is None)
-        except EdgeCNNError as e:
-            failed = failed or e
-    return failed
-
-
 class Renderer:
     """The last stage, in the caller's thread: the per-frame record, overlay, sinks, statistics."""
 
@@ -376,18 +374,8 @@ def run(clf: Classifier, opts: RunOptions, source: Source | list[Source] | None 
         for s in sources:
             s.close()
         failed = close_sinks(sinks, ok)
-        if health_server is not None:
-            health_server.close()
-        if health is not None:
-            health.close()
-    print(format_summary(summary), file=stderr, flush=True)
-    if opts.report:
-        atomic_write_json(opts.report, summary)
-    if failed is not None:
-        raise failed
-    if lost is not None:
-        raise lost
-    return summary
+        close_health(health, health_server)
+    return end_run(summary, format_summary(summary), opts.report, stderr, failed, lost)
 
 
 def _outage(source: Source) -> float:

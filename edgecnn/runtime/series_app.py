@@ -30,12 +30,11 @@ import numpy as np
 
 from ..errors import EdgeCNNError
 from ..profile.stats import LatencyHistogram, RunStats
-from ..utils import atomic_write_json
 from .classifier import Classifier
 from .health import DEFAULT_STALE_AFTER_S, Health, HealthServer
 from .overlay import STAGES, draw_overlay
 from .series_sources import SeriesSource, Window, default_hop, open_series_source
-from .sinks import JsonLinesSink, PredictionsSink, Sink
+from .sinks import JsonLinesSink, PredictionsSink, Sink, close_health, close_sinks, end_run
 from .smoothing import ResultSmoother, Smoothed
 
 log = logging.getLogger("edgecnn.runtime")
@@ -251,24 +250,9 @@ def run_series(clf: Classifier, opts: SeriesOptions, source: SeriesSource | None
         ok = True
     finally:
         source.close()
-        failed = None
-        for sink in sinks:
-            try:
-                sink.close(ok)
-            except EdgeCNNError as e:
-                failed = failed or e
-        if health_server is not None:
-            health_server.close()
-        if health is not None:
-            health.close()
-    print(format_series_summary(summary), file=stderr, flush=True)
-    if opts.report:
-        atomic_write_json(opts.report, summary)
-    if failed is not None:
-        raise failed
-    if lost is not None:
-        raise lost
-    return summary
+        failed = close_sinks(sinks, ok)
+        close_health(health, health_server)
+    return end_run(summary, format_series_summary(summary), opts.report, stderr, failed, lost)
 
 
 def _check_rate(source: SeriesSource, rate: float) -> bool:

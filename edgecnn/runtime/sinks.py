@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import EdgeCNNError
 from ..stale import clean_stale
+from ..utils import atomic_write_json
 
 log = logging.getLogger("edgecnn.runtime")
 
@@ -221,3 +222,35 @@ class VideoSink(Sink):
             self._fail(problem)
         os.replace(self.tmp, self.path)
         log.info("saved %d frames to %s", self.frames, self.path)
+
+
+def close_sinks(sinks: list[Sink], ok: bool) -> EdgeCNNError | None:
+    """Close every sink; the first EdgeCNNError one raised (a video that could not be completed) is returned."""
+    failed: EdgeCNNError | None = None
+    for sink in sinks:
+        try:
+            sink.close(ok and failed is None)
+        except EdgeCNNError as e:
+            failed = failed or e
+    return failed
+
+
+def close_health(health: Any, server: Any) -> None:
+    """Stop the health endpoint's server, then the systemd notifier (STOPPING=1), whichever a run has."""
+    if server is not None:
+        server.close()
+    if health is not None:
+        health.close()
+
+
+def end_run(summary: dict, text: str, report: str | None, stderr: IO[str], failed: EdgeCNNError | None,
+            lost: EdgeCNNError | None) -> dict:
+    """A run's last words: the summary on stderr, the --report file, then the error that ended it (if any)."""
+    print(text, file=stderr, flush=True)
+    if report:
+        atomic_write_json(report, summary)
+    if failed is not None:
+        raise failed
+    if lost is not None:
+        raise lost
+    return summary
