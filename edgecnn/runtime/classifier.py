@@ -226,13 +226,7 @@ class Classifier:
         if len(batch) != 1:
             raise EdgeCNNError(f"predict_features takes one sample of shape {list(self.input_spec['shape'])}, "
                                f"got a batch of {len(batch)}")
-        t1 = time.perf_counter()
-        logits = self.backend.infer(batch)
-        t2 = time.perf_counter()
-        probs, tops = self.postprocess(logits)
-        t3 = time.perf_counter()
-        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
-        return Prediction(tops[0], probs[0], timings)
+        return self._infer_one(batch, t0)
 
     def predict_series(self, window: Any) -> Prediction:
         """Classify one window of a series bundle: samples x channels, shape (T, C) or (T,) for one channel.
@@ -243,7 +237,10 @@ class Classifier:
         if not is_series(self.input_spec):
             raise EdgeCNNError(f"{self.bundle.name} is an image bundle: use predict(image), not predict_series")
         t0 = time.perf_counter()
-        x = preprocess_series(window, self.input_spec)[None]
+        return self._infer_one(preprocess_series(window, self.input_spec)[None], t0)
+
+    def _infer_one(self, x: np.ndarray, t0: float) -> Prediction:
+        """One float32 sample (batch of 1) through the backend; `t0`: when its preprocessing began."""
         t1 = time.perf_counter()
         logits = self.backend.infer(x)
         t2 = time.perf_counter()
