@@ -26,6 +26,7 @@ use. Not thread-safe (it keeps its intermediate buffers): one FramePath per thre
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,24 @@ from ..preprocess import LAYOUTS, _cv2, to_uint8_image
 
 _COLOR_ORDERS = ("BGR", "RGB")
 _CHANNELS = (1, 3, 4)
+
+
+def _span(coords: np.ndarray, size: int) -> tuple[int, int]:
+    """The level pixels [first, last + 1) that bilinear sampling at `coords` reads (clamped at the edges)."""
+    first = int(np.clip(np.floor(coords[0]), 0, size - 1))
+    return first, int(np.clip(np.floor(coords[-1]) + 2, first + 1, size))
+
+
+@dataclass
+class _Plan:
+    """One frame size's way to the target: the source rectangle read, 2x steps on it, the final sampling."""
+
+    rows: slice
+    cols: slice
+    whole: tuple[int, int, int] | None = None  # (width, height, interpolation): the reference's resize, then crop
+    steps: list[tuple[int, int, int]] = field(default_factory=list)  # (width, height, interpolation) per 2x step
+    crop: tuple[slice, slice] | None = None  # the last level is the resized frame: crop it
+    maps: tuple[np.ndarray, np.ndarray] | None = None  # cv2.remap tables of the final bilinear step
 
 
 def channel_tables(spec: dict, dtype: Any, quant: dict | None) -> np.ndarray:
@@ -73,6 +92,7 @@ class FramePath:
         self.shape = ((1, self.channels, self.height, self.width) if layout == "NCHW"
                       else (1, self.height, self.width, self.channels))
         self._buffers: dict[tuple, np.ndarray] = {}
+        self._plans: dict[tuple[int, int], _Plan] = {}
         self._cv2 = _cv2()
 
     @classmethod
@@ -81,59 +101,84 @@ class FramePath:
         return cls(spec, backend.layout, backend.input_dtype, backend.input_quant)
 
     # -- pieces ----------------------------------------------------------------------------------
-    def _buffer(self, shape: tuple, dtype: Any = np.uint8) -> np.ndarray:
-        key = (shape, np.dtype(dtype).str)
-        buf = self._buffers.get(key)
+    def _buffer(self, shape: tuple, dtype: Any = np.uint8, key: str = "") -> np.ndarray:
+        k = (key, shape, np.dtype(dtype).str)
+        buf = self._buffers.get(k)
         if buf is None:
-            buf = self._buffers[key] = np.empty(shape, dtype)
+            buf = self._buffers[k] = np.empty(shape, dtype)
         return buf
 
-    def _resized(self, arr: np.ndarray, width: int, height: int, interp: int) -> np.ndarray:
+    def _resized(self, arr: np.ndarray, width: int, height: int, interp: int, key: str = "") -> np.ndarray:
         shape = (height, width) + arr.shape[2:]
-        return self._cv2.resize(arr, (width, height), dst=self._buffer(shape), interpolation=interp)
+        dst = self._buffer(shape, key=key)
+        return self._cv2.resize(arr, (width, height), dst=dst, interpolation=interp)
 
-    def shrink(self, arr: np.ndarray, width: int, height: int) -> np.ndarray:
-        """Area-like downscaling, fast: exact 2x box averages while a side is >= 2x the target, then bilinear."""
-        c = self._cv2
-        h, w = arr.shape[:2]
-        if w < 2 * width and h < 2 * height:  # no side halves: the reference's own area resize, bit for bit
-            return self._resized(arr, width, height, c.INTER_AREA)
-        while True:
-            h, w = arr.shape[:2]
-            fx, fy = w >= 2 * width, h >= 2 * height
-            if not (fx or fy):
-                break
-            nw, nh = (w // 2 if fx else w), (h // 2 if fy else h)
-            # An odd last row/column is left out so that every step is an exact factor of 2: both sides,
-            # OpenCV's 2x2 area kernel; one side, bilinear at exactly 2x (the mean of each pair).
-            src = arr[: 2 * nh if fy else h, : 2 * nw if fx else w]
-            arr = self._resized(src, nw, nh, c.INTER_AREA if fx and fy else c.INTER_LINEAR)
-        if arr.shape[0] == height and arr.shape[1] == width:
-            return arr
-        # What is left is a factor under 2 on each side: bilinear there is close to area, and OpenCV's
-        # generic area kernel costs 7x more on the small image (benchmarks/frame_path.py).
-        return self._resized(arr, width, height, c.INTER_LINEAR)
-
-    def resize(self, arr: np.ndarray) -> np.ndarray:
-        """uint8 HxW[xC] -> the target size, following the input block's policy (the reference's geometry)."""
+    def _plan(self, h: int, w: int) -> _Plan:
+        """How a frame of h x w reaches the target (the reference's geometry); made once per frame size."""
         c = self._cv2
         H, W = self.height, self.width
-        h, w = arr.shape[:2]
         area = self.interpolation == "area"
         if self.policy == "center_crop":
             s = max(H / h, W / w)
             nh, nw = max(H, round(h * s)), max(W, round(w * s))
-            if area and s < 1:
-                arr = self.shrink(arr, nw, nh)
-            else:
-                arr = self._resized(arr, nw, nh, c.INTER_LINEAR)
             top, left = (nh - H) // 2, (nw - W) // 2
-            return arr[top : top + H, left : left + W]
-        if h == H and w == W:
+            shrinking = area and s < 1
+        else:
+            nh, nw, top, left = H, W, 0, 0
+            shrinking = area and h >= H and w >= W
+        if (h, w) == (nh, nw):
+            return _Plan(rows=slice(top, top + H), cols=slice(left, left + W))
+        if not shrinking or (w < 2 * nw and h < 2 * nh):
+            # No side halves: the reference's own resize of the whole frame, bit for bit, then its crop.
+            return _Plan(whole=(nw, nh, c.INTER_AREA if shrinking else c.INTER_LINEAR), rows=slice(top, top + H),
+                         cols=slice(left, left + W))
+        # The pyramid: 2x halvings (each side while it stays >= twice the target), level pixel q covering
+        # source pixels [q * 2**k, (q + 1) * 2**k); an odd last row/column is left out.
+        halvings, lw, lh, kx, ky = [], w, h, 0, 0
+        while lw >= 2 * nw or lh >= 2 * nh:
+            fx, fy = lw >= 2 * nw, lh >= 2 * nh
+            lw, lh, kx, ky = lw // 2 if fx else lw, lh // 2 if fy else lh, kx + fx, ky + fy
+            halvings.append((fx, fy))
+        # The bilinear step from the last level to nw x nh, sampled only where the crop keeps it: the
+        # source coordinates OpenCV's INTER_LINEAR resize uses, ((d + 0.5) * scale - 0.5).
+        xs = (np.arange(left, left + W, dtype=np.float64) + 0.5) * (lw / nw) - 0.5
+        ys = (np.arange(top, top + H, dtype=np.float64) + 0.5) * (lh / nh) - 0.5
+        q0, q1 = _span(xs, lw)
+        r0, r1 = _span(ys, lh)
+        # Only the source rectangle under those level pixels is read (crop first): the halvings of an
+        # aligned slice are the same pixels as the whole frame's.
+        sw, sh, steps = (q1 - q0) << kx, (r1 - r0) << ky, []
+        for fx, fy in halvings:
+            sw, sh = sw // 2 if fx else sw, sh // 2 if fy else sh
+            steps.append((sw, sh, c.INTER_AREA if fx and fy else c.INTER_LINEAR))
+        plan = _Plan(rows=slice(r0 << ky, r1 << ky), cols=slice(q0 << kx, q1 << kx), steps=steps)
+        if (lw, lh) == (nw, nh):
+            plan.crop = (slice(top - r0, top - r0 + H), slice(left - q0, left - q0 + W))
+        else:
+            mx = np.broadcast_to((xs - q0).astype(np.float32), (H, W))
+            my = np.broadcast_to((ys - r0).astype(np.float32)[:, None], (H, W))
+            plan.maps = c.convertMaps(np.ascontiguousarray(mx), np.ascontiguousarray(my), c.CV_16SC2)
+        return plan
+
+    def resize(self, arr: np.ndarray) -> np.ndarray:
+        """uint8 HxW[xC] -> the target size, following the input block's policy (the reference's geometry)."""
+        h, w = arr.shape[:2]
+        plan = self._plans.get((h, w))
+        if plan is None:
+            plan = self._plans[(h, w)] = self._plan(h, w)
+        if plan.whole is not None:
+            nw, nh, interp = plan.whole
+            return self._resized(arr, nw, nh, interp)[plan.rows, plan.cols]
+        arr = arr[plan.rows, plan.cols]
+        for k, (sw, sh, interp) in enumerate(plan.steps):
+            arr = self._resized(arr, sw, sh, interp, key=f"step{k}")
+        if plan.crop is not None:
+            return arr[plan.crop]
+        if plan.maps is None:
             return arr
-        if area and h >= H and w >= W:
-            return self.shrink(arr, W, H)
-        return self._resized(arr, W, H, c.INTER_LINEAR)
+        c = self._cv2
+        dst = self._buffer((self.height, self.width) + arr.shape[2:], key="final")
+        return c.remap(arr, plan.maps[0], plan.maps[1], c.INTER_LINEAR, dst=dst, borderMode=c.BORDER_REPLICATE)
 
     def _source_channels(self, small: np.ndarray, order: str) -> np.ndarray:
         """The small image's channels in the model's colour order (uint8, HxW for one channel)."""
