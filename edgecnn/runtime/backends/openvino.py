@@ -28,7 +28,6 @@ in charge; a process that imported openvino_telemetry before edgecnn keeps it.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
 from ...utils import cache_dir, first_line
-from . import Backend
+from . import Backend, _version
 
 _PRECISION_TYPES = ("f32", "bf16", "f16")
 
@@ -161,10 +160,7 @@ class OpenVINOBackend(Backend):
         self._Tensor = ov.Tensor
         self._last_x: np.ndarray | None = None
         self._last_request: Any = None
-        try:
-            self.version = importlib.metadata.version("openvino")
-        except importlib.metadata.PackageNotFoundError:
-            self.version = ov.get_version()
+        self.version = _version("openvino", "openvino") or ov.get_version()
         actual = compiled.get_property(hints.inference_precision)
         self.details = {
             "device": device,
