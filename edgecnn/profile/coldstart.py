@@ -36,7 +36,7 @@ t3 = time.perf_counter()
 m = clf.selection.measurement or {}
 print(json.dumps({"imports_ms": 1e3 * (t1 - t0), "classifier_ms": 1e3 * (t2 - t1), "first_predict_ms": 1e3 * (t3 - t2),
                   "cache_hit": bool(m.get("hit")), "label": pred.label, "backend": clf.describe()["backend"],
-                  "precision": clf.describe()["precision"]}))
+                  "precision": clf.describe()["precision"], "recheck": m.get("revalidation")}))
 """
 
 
