@@ -62,6 +62,7 @@ def test_equals_the_reference_bit_for_bit_where_the_resize_is_the_same(layout, d
         (IMAGENET, small, "BGR"),                                               # upscaled: bilinear
         (IMAGENET, cv2.resize(photo, (40, 48)), "BGR"),                          # already at size
         (IMAGENET, cv2.resize(photo, (70, 60)), "BGR"),                          # area, shrunk by less than 2
+        (IMAGENET, cv2.resize(photo, (80, 96)), "BGR"),                          # area, exactly 2x: one halving
         ({**IMAGENET, "resize": "center_crop"}, cv2.resize(photo, (75, 85)), "BGR"),  # the same, centre crop
         ({**IMAGENET, "interpolation": "linear"}, photo, "BGR"),                 # linear shrink
         ({**IMAGENET, "resize": "center_crop", "interpolation": "linear"}, photo, "BGR"),
