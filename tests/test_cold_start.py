@@ -21,6 +21,8 @@ BACKEND_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert",
 # Imported by nothing on the device side's import chain: backends, torch, and what rare features need.
 NOT_AT_IMPORT = ("onnxruntime", "ai_edge_litert", "tflite_runtime", "openvino", "tensorrt", "torch",
                  "importlib.metadata", "email", "logging", "tempfile", "shutil")
+RUN_NOT_AT_IMPORT = ("onnxruntime", "ai_edge_litert", "tflite_runtime", "openvino", "tensorrt", "torch",
+                     "importlib.metadata", "email", "http", "logging.handlers")
 
 
 def _child(code: str) -> dict:
@@ -42,6 +44,19 @@ import json, sys
 from edgecnn.runtime import Classifier
 import edgecnn.bundle, edgecnn.preprocess, edgecnn.series, edgecnn.runtime.tune
 print(json.dumps({{"loaded": {_loaded(NOT_AT_IMPORT)}}}))
+""")
+    assert got["loaded"] == []
+
+
+def test_edgecnn_run_modules_import_no_backend_and_no_server():
+    """`edgecnn run`'s parser and app modules: no backend, no http.server (only `--health` starts one), no
+    logging.handlers (only `--predictions` rotates a file), no importlib.metadata."""
+    got = _child(f"""
+import json, sys
+from edgecnn.cli import build_parser
+build_parser()
+import edgecnn.runtime.app, edgecnn.runtime.sinks, edgecnn.runtime.health
+print(json.dumps({{"loaded": {_loaded(RUN_NOT_AT_IMPORT)}}}))
 """)
     assert got["loaded"] == []
 
