@@ -90,3 +90,22 @@ def test_backend_versions_equal_importlib_metadata(backend):
     module = BACKEND_MODULES[backend][0]
     assert _version(module, dist) == metadata.version(dist)
     assert available_backends()[backend].split()[-1] == metadata.version(dist)
+
+
+@pytest.mark.skipif(not available_backends()["openvino"], reason="needs OpenVINO (the dev extra installs it)")
+def test_opening_openvino_leaves_its_model_converter_unimported():
+    """OpenVINO's __init__ imports its converter (absl, numpy.ma...: ~125 ms); the runtime hides it for that
+    import, runs the model, and `openvino.convert_model` still resolves when someone asks for it."""
+    got = _child(f"""
+import json, sys
+import numpy as np
+from edgecnn.runtime import Classifier
+with Classifier({str(REPO / 'export' / 'lenet5-digits')!r}, backend="openvino", precision="fp32", threads=1) as c:
+    label = c.predict({str(REPO / 'export' / 'lenet5-digits' / 'samples' / '0_0.png')!r}).label
+loaded = {_loaded(["openvino.tools.ovc", "absl"])}
+import openvino
+from openvino import convert_model
+print(json.dumps({{"label": label, "loaded": loaded, "convert_model": convert_model.__module__,
+                  "same": openvino.convert_model is convert_model}}))
+""")
+    assert got == {"label": "0", "loaded": [], "convert_model": "openvino.tools.ovc.convert", "same": True}
