@@ -11,7 +11,7 @@ bytecode is cached (PYTHONPYCACHEPREFIX in the scratch folder) as after a pip in
 the LeNet-5 reference bundle and MobileNetV2-128 (frame_path.py). Run it with `nice` on a shared
 machine: the load average is printed.
 
-    .venv/bin/python benchmarks/cold_start.py [--rounds 5] [--before REV] [--json FILE]
+    .venv/bin/python benchmarks/cold_start.py [--rounds 5] [--before REV] [--json FILE] [--backend openvino]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from frame_path import build  # noqa: E402
 from edgecnn.profile.coldstart import _CHILD  # noqa: E402
 
 
-def one(tree: Path, cache: Path, bundle: Path, sample: Path) -> dict:
+def one(tree: Path, cache: Path, bundle: Path, sample: Path, backend: str = "auto") -> dict:
     import time
 
     env = dict(os.environ, PYTHONPATH=str(tree), EDGECNN_CACHE=str(cache),
@@ -44,13 +44,14 @@ def one(tree: Path, cache: Path, bundle: Path, sample: Path) -> dict:
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # (set here: every start would compile edgecnn, +25 ms)
     # cwd: the scratch folder, never a checkout (sys.path[0] is the cwd for -c and -m: it would shadow `tree`)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(bundle), str(sample)], capture_output=True, text=True,
+    child = _CHILD.replace("Classifier(sys.argv[1])", f"Classifier(sys.argv[1], backend={backend!r})")
+    r = subprocess.run([sys.executable, "-c", child, str(bundle), str(sample)], capture_output=True, text=True,
                        env=env, check=True, cwd=cache.parent)
     total = 1e3 * (time.perf_counter() - t0)
     row = {"total_ms": total, **json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "edgecnn", "run", str(bundle), "--source", str(sample), "--headless",
-                    "--max-frames", "1"], capture_output=True, text=True, env=env, check=True, cwd=cache.parent)
+                    "--max-frames", "1", "--backend", backend], capture_output=True, text=True, env=env, check=True, cwd=cache.parent)
     return {**row, "run_ms": 1e3 * (time.perf_counter() - t0)}
 
 
@@ -59,6 +60,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--before", default="cde30d3")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--backend", default="auto", help="the tune among this backend's candidates only (auto: all)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgecnn-cold-"))
     (work / "before").mkdir()
@@ -71,13 +73,13 @@ def main() -> int:
         manifest = json.loads((bundle / "manifest.json").read_text())
         sample = bundle / manifest["samples"][0]["file"]
         caches = {k: work / f"cache-{bundle.name}-{k}" for k in trees}
-        one(trees["after"], caches["after"], bundle, sample)  # the tune, measured and cached ...
+        one(trees["after"], caches["after"], bundle, sample, args.backend)  # the tune, measured and cached ...
         shutil.copytree(caches["after"] / "tune", caches["before"] / "tune")  # ... one record for both sides
-        one(trees["before"], caches["before"], bundle, sample)  # (same schema and key: the same choice)
+        one(trees["before"], caches["before"], bundle, sample, args.backend)  # (same schema and key: same choice)
         rows: dict[str, list[dict]] = {k: [] for k in trees}
         for _ in range(args.rounds):
             for k in trees:
-                rows[k].append(one(trees[k], caches[k], bundle, sample))
+                rows[k].append(one(trees[k], caches[k], bundle, sample, args.backend))
         fields = ("total_ms", "imports_ms", "classifier_ms", "first_predict_ms", "run_ms")
         med = {k: {f: float(np.median([r[f] for r in v])) for f in fields} for k, v in rows.items()}
         out[bundle.name] = {"median": med, "rows": rows}
@@ -86,8 +88,9 @@ def main() -> int:
             print(f"{bundle.name:<14} {k:<7} total {m['total_ms']:6.0f} ms  (edgecnn.runtime import "
                   f"{m['imports_ms']:4.0f}, Classifier {m['classifier_ms']:4.0f}, first predict "
                   f"{m['first_predict_ms']:5.1f}); {rows[k][-1]['backend']} {rows[k][-1]['precision']}, "
-                  f"cache hit {all(r['cache_hit'] for r in rows[k])}; edgecnn run to exit {m['run_ms']:5.0f} ms",
-                  flush=True)
+                  f"cache hit {all(r['cache_hit'] for r in rows[k])}; edgecnn run to exit {m['run_ms']:5.0f} ms"
+                  + (f"; runner-up opened {sum('runner_up_ms' in (r.get('recheck') or {}) for r in rows[k])}"
+                     f"/{len(rows[k])}" if k == "after" else ""), flush=True)
     load = os.getloadavg()
     print(f"load average {load}; medians of {args.rounds} alternating runs")
     if args.json:

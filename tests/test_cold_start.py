@@ -94,7 +94,7 @@ def test_backend_versions_equal_importlib_metadata(backend):
 
 @pytest.mark.skipif(not available_backends()["openvino"], reason="needs OpenVINO (the dev extra installs it)")
 def test_opening_openvino_leaves_its_model_converter_unimported():
-    """OpenVINO's __init__ imports its converter (absl, numpy.ma...: ~125 ms); the runtime hides it for that
+    """OpenVINO's __init__ imports its converter (absl, numpy.ma...: ~30 ms); the runtime hides it for that
     import, runs the model, and `openvino.convert_model` still resolves when someone asks for it."""
     got = _child(f"""
 import json, sys

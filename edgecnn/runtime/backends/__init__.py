@@ -171,7 +171,7 @@ def _version(module: str, *distributions: str) -> str | None:
 
     Fast path: the wheel's `NAME-VERSION.dist-info` directory beside the module (one directory listing).
     importlib.metadata answers otherwise (egg-info, a Debian package...): importing it, with the email
-    parser it reads METADATA with, and its four look-ups cost 25-30 ms of every cold start."""
+    parser it reads METADATA with, and its four look-ups cost ~18 ms of every cold start (measured here)."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):

@@ -26,8 +26,9 @@ threads run), no network use on a device. `EDGECNN_OPENVINO_TELEMETRY=1` leaves 
 in charge; a process that imported openvino_telemetry before edgecnn keeps it.
 
 Cold start: `import openvino` also imports its model converter (openvino.tools.ovc, with absl and
-numpy.ma: 125 of its 190 ms here); edgecnn hides it for that import (telemetry off, the default) and
-`openvino.convert_model` is imported on first use instead.
+numpy.ma: ~40 of its ~70 ms by -X importtime here, after numpy and OpenCV); edgecnn hides it for that
+import (telemetry off, the default): measured 66 -> 38 ms, 2 cores, quiet. `openvino.convert_model` is
+imported on first use instead.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _ov() -> Any:
         # module that sends events then imports openvino.tools.ovc.telemetry_stub instead.
         sys.modules.setdefault("openvino_telemetry", None)
         # openvino/__init__ also imports its model converter (`try: from openvino.tools.ovc import
-        # convert_model / except ImportError: pass`): absl, numpy.ma, importlib.metadata..., 125 ms of every
+        # convert_model / except ImportError: pass`): absl, numpy.ma, importlib.metadata..., ~30 ms of every
         # cold start that opens OpenVINO, for a function the runtime never calls. Hidden for that import;
         # `openvino.convert_model` still works, imported on first use (_convert_model below).
         hide_ovc = "openvino" not in sys.modules and _OVC not in sys.modules
