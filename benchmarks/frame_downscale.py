@@ -3,12 +3,13 @@
 Candidates for 1280x720 BGR frames (vtest.avi resized, as benchmarks/frame_path.py) -> the MobileNetV2-128
 bundle's centre crop (area resize to 228x128, then the central 128 columns), against the reference (one
 cv2.resize INTER_AREA straight from the frame, edgecnn.preprocess):
-  pyramid   : 2x box halvings while a side is >= 2x the target, then bilinear (what frame.py does);
+  frame.py  : what edgecnn/runtime/frame.py does: only the source columns the crop keeps, the first 2x halving
+              from every other row, a second 2x halving, then one bilinear sample per kept pixel;
   kN+area   : INTER_AREA by an integer factor N (OpenCV's integer-scale area path), then INTER_AREA to the target;
   k2+lin    : one 2x halving, then bilinear;
   refwin    : the reference's INTER_AREA on just the source columns the crop keeps;
-  crop-first: the pyramid of only the source columns the crop needs, then bilinear (warpAffine) with the
-              same geometry as the full-frame pyramid.
+  crop-first: the same with every row read (the pyramid of only the source columns the crop needs, then
+              bilinear (warpAffine) with the same geometry as the full-frame pyramid).
 Measured per candidate: p10/p50/p90 of the resize alone (single calls, frames rotating, cv2 threads 1 and 2),
 mean |difference| from the reference's 128x128 (grey levels), and top-1 agreement with the reference path
 (LiteRT int8, 1 thread) on 120 frames. A last row adds uniform +-1 grey-level noise to the reference's own
@@ -92,11 +93,11 @@ def main() -> int:
 
     cands = {
         "reference": lambda a: crop(cv2.resize(a, (nw, nh), interpolation=A)),
-        "pyramid (frame.py)": lambda a: path.resize(a).copy(),
+        "frame.py": lambda a: path.resize(a).copy(),
         "k2+area": kn(2), "k4+area": kn(4), "k5+area": kn(5),
         "k2+lin": lambda a: crop(cv2.resize(cv2.resize(a, (w // 2, h // 2), interpolation=A), (nw, nh), interpolation=L)),
         "refwin": lambda a: cv2.resize(a[:, x0:x1], (W, H), interpolation=A),
-        "crop-first pyramid": crop_first,
+        "crop-first, every row": crop_first,
     }
     ref_top1 = [exact.predict(f).index for f in frames]
     ref_img = [cands["reference"](f).astype(np.int16) for f in frames]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Callable
@@ -68,6 +67,8 @@ def clean_stale(folder: str | os.PathLike, name_re: str, what: str,
             continue  # ours, or another run's in progress
         try:
             if entry.is_dir(follow_symlinks=False):
+                import shutil  # rare: not paid by every start that imports this module
+
                 shutil.rmtree(path)
             else:
                 path.unlink()

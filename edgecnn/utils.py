@@ -6,8 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -90,6 +88,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_files(path)
+    import tempfile  # here, not at import: tempfile + shutil + random are ~5 ms of every device cold start
+
     # The pid in the name tells a later run whether this temp file's writer is still alive (edgecnn.stale).
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
@@ -129,6 +129,9 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_staging(final)
+    import shutil
+    import tempfile
+
     stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging.{os.getpid()}."))
     try:
         yield stage

@@ -62,6 +62,7 @@ def test_equals_the_reference_bit_for_bit_where_the_resize_is_the_same(layout, d
         (IMAGENET, small, "BGR"),                                               # upscaled: bilinear
         (IMAGENET, cv2.resize(photo, (40, 48)), "BGR"),                          # already at size
         (IMAGENET, cv2.resize(photo, (70, 60)), "BGR"),                          # area, shrunk by less than 2
+        (IMAGENET, cv2.resize(photo, (80, 96)), "BGR"),                          # area, exactly 2x: one halving
         ({**IMAGENET, "resize": "center_crop"}, cv2.resize(photo, (75, 85)), "BGR"),  # the same, centre crop
         ({**IMAGENET, "interpolation": "linear"}, photo, "BGR"),                 # linear shrink
         ({**IMAGENET, "resize": "center_crop", "interpolation": "linear"}, photo, "BGR"),
@@ -95,10 +96,11 @@ def test_large_frames_shrink_close_to_area_interpolation():
 
 
 def test_large_frames_centre_crop_stays_as_close_as_measured():
-    """1280x720 frames, a 128x128 centre crop (the MobileNetV2-128 bundle's input block): the pyramid's
-    distance from the reference (INTER_AREA to 228x128, then crop). Deterministic; measured 1.43-1.57 grey
-    levels on these 8 frames. Integer-factor INTER_AREA (5x) then INTER_AREA measured 2.05-2.26 and one 2x
-    halving then bilinear 2.20-2.44 (benchmarks/frame_downscale.py): a change to either fails here."""
+    """1280x720 frames, a 128x128 centre crop (the MobileNetV2-128 bundle's input block): the crop-first
+    pyramid's distance from the reference (INTER_AREA to 228x128, then crop). Deterministic; measured
+    1.58-1.72 grey levels on these 8 frames (every row read: 1.43-1.57). Integer-factor INTER_AREA (5x) then
+    INTER_AREA measured 2.05-2.26 and one 2x halving then bilinear 2.20-2.44 (benchmarks/frame_downscale.py):
+    a change to either fails here."""
     spec = {**IMAGENET, "height": 128, "width": 128, "resize": "center_crop"}
     path = FramePath(spec, "NHWC", np.int8, QUANT)
     diffs = []
@@ -107,6 +109,24 @@ def test_large_frames_centre_crop_stays_as_close_as_measured():
         area = cv2.resize(frame, (228, 128), interpolation=cv2.INTER_AREA)[:, 50:178]  # = preprocess's geometry
         diffs.append(np.abs(path.resize(frame).astype(np.int16) - area.astype(np.int16)).mean())
     assert max(diffs) < 1.8, diffs
+
+
+def test_crop_first_reads_the_same_pixels_as_the_whole_frame_pyramid():
+    """1280x720 -> a 128 centre crop: the slice's levels are the whole frame's levels on those pixels (odd
+    rows, 2x2 area, then pairs of columns); 224: one 2x2 area level. Then one bilinear sample per pixel."""
+    frame = cv2.resize(vtest_frames(1)[0], (1280, 720), interpolation=cv2.INTER_LINEAR)
+    for size, whole in ((128, lambda f: cv2.resize(cv2.resize(f[1::2], (640, 180), interpolation=cv2.INTER_AREA),
+                                                   (320, 180), interpolation=cv2.INTER_LINEAR)),
+                        (224, lambda f: cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA))):
+        path = FramePath({**IMAGENET, "height": size, "width": size, "resize": "center_crop"}, "NHWC", np.int8, QUANT)
+        path.resize(frame)
+        plan = path._plans[(720, 1280)]
+        assert plan.maps is not None and plan.cols.stop - plan.cols.start < 1280 * 0.6  # only the kept columns
+        sw, sh, _ = plan.steps[-1]
+        level = path._buffers[(f"step{len(plan.steps) - 1}", (sh, sw, 3), "|u1")]
+        k = 1280 // whole(frame).shape[1]
+        q0 = plan.cols.start // k
+        np.testing.assert_array_equal(level, whole(frame)[:, q0 : q0 + level.shape[1]])
 
 
 def test_classifier_fast_and_exact_paths_agree(digits_bundle):

@@ -5,23 +5,29 @@
     path(frame, out=buf)       # the same, written into a preallocated (1, ...) buffer
 
 What it does per frame, numpy + OpenCV only (never torch):
-1. resize on uint8 in the frame's own channel order. A large frame shrunk with "area" interpolation
-   is halved (OpenCV's 2x2 area kernel; one side alone: bilinear at exactly 2x, the mean of each pair)
-   while a side stays at least twice the target (exact box averages at memory speed), then bilinear
-   to the target, a factor under 2 on each side (`shrink`). Every other case (a shrink by less than 2
-   on both sides, upscaling, "linear", a frame already at the target size) is the reference resize, call
-   for call.
+1. resize on uint8 in the frame's own channel order, following a plan made once per frame size:
+   - a large frame shrunk with "area" interpolation goes through a pyramid of exact 2x box halvings
+     (OpenCV's 2x2 area kernel; one side alone: bilinear at exactly 2x, the mean of each pair) while a
+     side stays at least twice the target, then ONE bilinear step (`cv2.remap`) with the geometry of
+     OpenCV's INTER_LINEAR resize, sampled only where the centre crop keeps it;
+   - crop first: only the source rectangle under the kept pixels is read (an aligned slice: its
+     halvings are the same pixels as the whole frame's);
+   - with two or more vertical halvings the first one reads every other row (a 2-tap vertical box, half
+     the bytes of a frame that is not in cache); the bilinear step moves by the half row this shifts;
+   Every other case (a shrink by less than 2 on both sides, upscaling, "linear", a frame already at the
+   target size) is the reference's own resize, call for call.
 2. colour order, normalization, int8/uint8 quantization and layout in ONE pass over the small image:
    a 256-entry lookup table per output channel holds, for every uint8 value, exactly what the reference
    path computes for it ((v * scale - mean) / std in float32, then `round(x / q_scale) + zero_point`
    clipped, as `Backend.prepare` does). NHWC artifacts: one `cv2.LUT` over the 3 channels (after a
-   channel swap on the small image); NCHW: one `cv2.LUT` per plane into the output's plane.
+   channel swap on the small image); NCHW: one `cv2.LUT` per plane, read from the frame's own order.
 
 So the fast path equals the reference (`edgecnn.preprocess.preprocess` + `Backend.prepare`) bit for bit
-whenever the resize is the same (tests/test_frame.py), and differs only by the pyramid's rounding
-when a large frame is shrunk; the agreement measured on real video frames is in docs/runtime.md
-(benchmarks/frame_path.py). The exact reference path stays what `verify` and `Classifier.preprocess`
-use. Not thread-safe (it keeps its intermediate buffers): one FramePath per thread.
+whenever the resize is the same (tests/test_frame.py), and differs only by the pyramid when a large frame
+is shrunk; the distance and the top-1 agreement measured on real video frames are in docs/runtime.md
+(benchmarks/frame_path.py, benchmarks/frame_downscale.py). The exact reference path stays what `verify`
+and `Classifier(preprocessing="exact")` use. Not thread-safe (it keeps its intermediate buffers): one
+FramePath per thread.
 """
 
 from __future__ import annotations
@@ -147,11 +153,21 @@ class FramePath:
         r0, r1 = _span(ys, lh)
         # Only the source rectangle under those level pixels is read (crop first): the halvings of an
         # aligned slice are the same pixels as the whole frame's.
-        sw, sh, steps = (q1 - q0) << kx, (r1 - r0) << ky, []
-        for fx, fy in halvings:
-            sw, sh = sw // 2 if fx else sw, sh // 2 if fy else sh
-            steps.append((sw, sh, c.INTER_AREA if fx and fy else c.INTER_LINEAR))
-        plan = _Plan(rows=slice(r0 << ky, r1 << ky), cols=slice(q0 << kx, q1 << kx), steps=steps)
+        rows, sw, sh = slice(r0 << ky, r1 << ky), (q1 - q0) << kx, (r1 - r0) << ky
+        # Two or more vertical halvings before a bilinear step: the first reads every other row only (rows
+        # 1, 3 of each 4: a 2-tap vertical box instead of 4 rows, half the bytes of a frame that is not in
+        # cache), and the bilinear step is moved by the half row that shifts (benchmarks/frame_downscale.py).
+        skip = len(halvings) >= 2 and halvings[0][1] and halvings[1][1] and (lw, lh) != (nw, nh)
+        if skip:
+            rows, sh = slice(rows.start + 1, rows.stop, 2), sh // 2
+            ys = ys - 0.5 / (1 << ky)
+        steps = []
+        for k, (fx, fy) in enumerate(halvings):
+            fy = fy and not (skip and k == 1)  # that halving was the every-other-row read
+            if fx or fy:
+                sw, sh = sw // 2 if fx else sw, sh // 2 if fy else sh
+                steps.append((sw, sh, c.INTER_AREA if fx and fy else c.INTER_LINEAR))
+        plan = _Plan(rows=rows, cols=slice(q0 << kx, q1 << kx), steps=steps)
         if (lw, lh) == (nw, nh):
             plan.crop = (slice(top - r0, top - r0 + H), slice(left - q0, left - q0 + W))
         else:
@@ -170,8 +186,9 @@ class FramePath:
             nw, nh, interp = plan.whole
             return self._resized(arr, nw, nh, interp)[plan.rows, plan.cols]
         arr = arr[plan.rows, plan.cols]
+        resize = self._cv2.resize
         for k, (sw, sh, interp) in enumerate(plan.steps):
-            arr = self._resized(arr, sw, sh, interp, key=f"step{k}")
+            arr = resize(arr, (sw, sh), dst=self._buffer((sh, sw) + arr.shape[2:], key=f"step{k}"), interpolation=interp)
         if plan.crop is not None:
             return arr[plan.crop]
         if plan.maps is None:
@@ -196,8 +213,17 @@ class FramePath:
             return c.cvtColor(small, c.COLOR_BGRA2BGR) if four else small
         return c.cvtColor(small, c.COLOR_BGRA2RGB if four else c.COLOR_BGR2RGB)  # swap (drop alpha)
 
-    def _write(self, img: np.ndarray, out: np.ndarray) -> None:
+    def _write(self, small: np.ndarray, order: str, out: np.ndarray) -> None:
         c = self._cv2
+        if self.channels == 3 and self.layout == "NCHW" and small.ndim == 3 and small.shape[2] == 3:
+            # Planes straight from the frame's own channel order: no colour-swap pass.
+            planes = c.split(small)
+            if self.color != order:
+                planes = planes[::-1]
+            for k, plane in enumerate(planes):
+                c.LUT(plane, self._planes[k], dst=out[0, k])
+            return
+        img = self._source_channels(small, order)
         if self.channels == 1:
             c.LUT(img, self._planes[0], dst=out.reshape(self.height, self.width))
         elif self.layout == "NHWC":
@@ -222,5 +248,5 @@ class FramePath:
         elif out.shape != self.shape or out.dtype != self.dtype or not out.flags.c_contiguous:
             raise EdgeCNNError(f"out must be a C-contiguous {self.dtype} array of shape {self.shape}, "
                                f"got {out.dtype} {out.shape}")
-        self._write(self._source_channels(self.resize(arr), color_order), out)
+        self._write(self.resize(arr), color_order, out)
         return out

@@ -24,7 +24,6 @@ import os
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 import numpy as np
@@ -166,6 +165,9 @@ class HealthServer:
     """`--health HOST:PORT`: GET /healthz (and nothing else) on a small threaded HTTP server."""
 
     def __init__(self, addr: str, health: Health):
+        # here, not at import: http.server brings the email parser and socket (~15 ms of every run's start)
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
         from .server import parse_address
 
         host, port = parse_address(addr, flag="--health")

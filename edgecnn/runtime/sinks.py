@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import logging.handlers
 import os
 import re
 from pathlib import Path
@@ -50,16 +49,20 @@ class JsonLinesSink(Sink):
         return True
 
 
-class _Rotating(logging.handlers.RotatingFileHandler):
+def _rotating(path: Path, max_bytes: int, keep: int) -> Any:
     """The standard library's size-based rotation (FILE -> FILE.1 -> ... -> FILE.KEEP); a write error
-    is kept for the sink to report, not printed as logging's traceback."""
+    is kept for the sink to report (`.error`), not printed as logging's traceback."""
+    import logging.handlers  # here: it brings socket and more (~5 ms of every run's start without --predictions)
 
-    error: BaseException | None = None
+    class Rotating(logging.handlers.RotatingFileHandler):
+        error: BaseException | None = None
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        import sys
+        def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+            import sys
 
-        self.error = sys.exc_info()[1]
+            self.error = sys.exc_info()[1]
+
+    return Rotating(path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")
 
 
 class PredictionsSink(Sink):
@@ -75,7 +78,7 @@ class PredictionsSink(Sink):
         if not self.path.parent.is_dir():
             raise EdgeCNNError(f"--predictions {self.path}: folder {self.path.parent} does not exist")
         try:
-            self.handler = _Rotating(self.path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")
+            self.handler = _rotating(self.path, max_bytes, keep)
         except OSError as e:
             raise EdgeCNNError(f"--predictions {self.path}: cannot write there ({e.strerror or e})") from None
         self.handler.setFormatter(logging.Formatter("%(message)s"))

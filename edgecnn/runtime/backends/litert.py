@@ -10,7 +10,7 @@ import numpy as np
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
 from ...utils import first_line
-from . import Backend
+from . import Backend, _version
 
 
 def _interpreter_class() -> tuple[type, str]:
@@ -49,12 +49,7 @@ class LiteRTBackend(Backend):
         self._in_index, self._out_index = inp["index"], out["index"]
         self.check_io(tuple(int(d) for d in inp["shape"]), inp["dtype"], out["dtype"])
         self._batch = int(inp["shape"][0])
-        import importlib.metadata as md
-
-        try:
-            self.version = md.version("ai-edge-litert" if module == "ai_edge_litert" else "tflite-runtime")
-        except md.PackageNotFoundError:
-            self.version = None
+        self.version = _version(module, "ai-edge-litert" if module == "ai_edge_litert" else "tflite-runtime")
         self.details = {"module": module}
 
     def run_raw(self, x: np.ndarray) -> np.ndarray:

@@ -24,11 +24,14 @@ Telemetry: `import openvino` sends a usage event to Google Analytics from a fork
 with that package hidden, so OpenVINO falls back to its own no-op stub: no fork (unsafe once other
 threads run), no network use on a device. `EDGECNN_OPENVINO_TELEMETRY=1` leaves OpenVINO's own setting
 in charge; a process that imported openvino_telemetry before edgecnn keeps it.
+
+Cold start: `import openvino` also imports its model converter (openvino.tools.ovc, with absl and
+numpy.ma: 125 of its 190 ms here); edgecnn hides it for that import (telemetry off, the default) and
+`openvino.convert_model` is imported on first use instead.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -39,22 +42,48 @@ import numpy as np
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
 from ...utils import cache_dir, first_line
-from . import Backend
+from . import Backend, _version
 
 _PRECISION_TYPES = ("f32", "bf16", "f16")
 
 
+_OVC = "openvino.tools.ovc"
+
+
 def _ov() -> Any:
+    hide_ovc = False
     if os.environ.get("EDGECNN_OPENVINO_TELEMETRY") != "1":
         # None in sys.modules makes `import openvino_telemetry` raise ImportError, and every OpenVINO
         # module that sends events then imports openvino.tools.ovc.telemetry_stub instead.
         sys.modules.setdefault("openvino_telemetry", None)
+        # openvino/__init__ also imports its model converter (`try: from openvino.tools.ovc import
+        # convert_model / except ImportError: pass`): absl, numpy.ma, importlib.metadata..., 125 ms of every
+        # cold start that opens OpenVINO, for a function the runtime never calls. Hidden for that import;
+        # `openvino.convert_model` still works, imported on first use (_convert_model below).
+        hide_ovc = "openvino" not in sys.modules and _OVC not in sys.modules
+    if hide_ovc:
+        sys.modules[_OVC] = None  # type: ignore[assignment]
     try:
         import openvino
-
-        return openvino
     except ImportError:
         raise EdgeCNNError("OpenVINO is not installed: pip install openvino (or 'edgecnn[openvino]')") from None
+    finally:
+        if hide_ovc and sys.modules.get(_OVC, False) is None:
+            del sys.modules[_OVC]
+    if hide_ovc and "convert_model" not in vars(openvino):
+        openvino.__getattr__ = _convert_model  # PEP 562: looked up only for names the module lacks
+    return openvino
+
+
+def _convert_model(name: str) -> Any:
+    """`openvino.convert_model`, imported when someone first asks for it (see `_ov`)."""
+    if name != "convert_model":
+        raise AttributeError(f"module 'openvino' has no attribute {name!r}")
+    import openvino
+    from openvino.tools.ovc import convert_model
+
+    openvino.convert_model = convert_model
+    return convert_model
 
 
 _CORE: Any = None
@@ -161,10 +190,7 @@ class OpenVINOBackend(Backend):
         self._Tensor = ov.Tensor
         self._last_x: np.ndarray | None = None
         self._last_request: Any = None
-        try:
-            self.version = importlib.metadata.version("openvino")
-        except importlib.metadata.PackageNotFoundError:
-            self.version = ov.get_version()
+        self.version = _version("openvino", "openvino") or ov.get_version()
         actual = compiled.get_property(hints.inference_precision)
         self.details = {
             "device": device,
