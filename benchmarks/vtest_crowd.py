@@ -44,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -250,7 +251,10 @@ def main() -> int:
     labels = np.asarray(meta["labels"])[idx]
     print(f"labels: thresholds {meta['thresholds']}, counts {meta['counts']}, "
           f"{meta['dropped_from_train']} ambiguous frames left out of training", flush=True)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     result: dict = {"task": "vtest.avi crowd density (MOG2 foreground fraction tertiles, auto labels)",
+                    "commit": head.stdout.strip() or None,  # the frame path measured: it changes under issue 26
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "labels": {k: meta[k] for k in ("thresholds", "band", "counts", "dropped_from_train",
                                                     "central_source_columns")},
                     "benchmark_label_counts": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
