@@ -35,8 +35,8 @@ that time says the cached order may have changed: the best is now slower than `R
 runner-up's cached p50, or faster than its own cached p50 by that factor (the record's timings look
 inflated). Then the runner-up and the best are timed once more, each alone, and the choice is measured
 again (cache rewritten) when the runner-up is now faster by more than `REORDER_MARGIN`. A cached record
-made under load is measured again when the machine is quiet now (the load meter over 0.1 s; not waited
-for while the 1-minute load average per CPU still says busy). Otherwise the cached best runs.
+made under load is measured again when the machine is quiet now (the load meter over 0.1 s, waited for:
+only such records pay it). Otherwise the cached best runs.
 `EDGECNN_TUNE_RECHECK_MS=0` turns the start-up re-check off (the cached best runs as cached).
 
 Cache: one JSON file per (device, bundle manifest sha256, library versions) under `cache_dir()`:
@@ -220,17 +220,6 @@ class LoadMeter:
             return None
         others = (end[0] - self.start[0]) - (end[1] - self.start[1])
         return round(min(1.0, max(0.0, others / ((end[2] - self.start[2]) * (os.cpu_count() or 1)))), 3)
-
-
-def recent_load() -> float | None:
-    """The 1-minute load average per CPU (`os.getloadavg`): free to read, where the meter needs a window.
-
-    It lags (a minute's exponential average) and counts tasks waiting on I/O too, so it only ever keeps
-    a cached choice ("still busy"); the meter decides when a choice is measured again. None: unknown."""
-    try:
-        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)
-    except OSError:
-        return None
 
 
 def load_record(others: float | None) -> dict[str, Any]:
@@ -700,17 +689,12 @@ def _cached_choice(bundle: Bundle, cached: dict, cands: list[Candidate], wanted:
     was = cached.get("load") or {}
     if REVALIDATE_MS <= 0:  # re-check turned off: the cached best as it is
         was = {}
-    recent = recent_load() if was.get("under_load") else None
-    if recent is not None and recent >= UNDER_LOAD:
-        # Made under load, and the last minute's load average says it still is: keep it, without waiting
-        # for the meter's window (that wait cost every start on a busy machine ~75 ms)
-        check["load_average_per_cpu"] = recent
-        now = None
-    else:
-        if was.get("under_load") and meter.start is not None:
-            # Made under load: is it quiet now? A window shorter than the meter's minimum says nothing; wait it out.
-            time.sleep(max(0.0, LoadMeter.MIN_WINDOW_S - (time.monotonic() - meter.start[2])))
-        now = meter.others_busy()
+    if was.get("under_load") and meter.start is not None:
+        # Made under load: is it quiet now? A window shorter than the meter's minimum says nothing; wait it
+        # out. (The 1-minute load average would be free to read, but it lags a minute behind: a quiet start
+        # right after a busy spell would keep a choice the load distorted.)
+        time.sleep(max(0.0, LoadMeter.MIN_WINDOW_S - (time.monotonic() - meter.start[2])))
+    now = meter.others_busy()
     check["others_busy"] = now
     # "quieter": under the threshold AND at most half the load it was made under (no re-measuring on
     # every start of a machine that hovers around the threshold)
