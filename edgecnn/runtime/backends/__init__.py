@@ -90,9 +90,14 @@ class Backend:
         else:
             x = x_nchw.transpose(0, 2, 3, 1) if self.layout == "NHWC" else x_nchw
         if self.input_quant is not None:
+            # round(x / scale) + zero_point, clipped: the export's arithmetic, in place in one float32
+            # buffer in the artifact's layout (fewer temporaries: this is most of a small model's overhead)
             q = self.input_quant
-            x = np.round(x / np.float32(q["scale"])) + q["zero_point"]
-            x = np.clip(x, self._qinfo.min, self._qinfo.max)
+            t = np.divide(x, np.float32(q["scale"]), out=np.empty(x.shape, np.float32))
+            np.rint(t, out=t)
+            np.add(t, q["zero_point"], out=t)
+            out = np.empty(x.shape, self.input_dtype)
+            return np.clip(t, self._qinfo.min, self._qinfo.max, out=out, casting="unsafe")
         return np.ascontiguousarray(x, dtype=self.input_dtype)
 
     def finish(self, y: np.ndarray) -> np.ndarray:
@@ -101,7 +106,8 @@ class Backend:
             return y.reshape(len(y), -1)  # the common case, without the general path's copies and lookups
         if self.output_quant is not None:
             q = self.output_quant
-            y = (y.astype(np.float32) - np.float32(q["zero_point"])) * np.float32(q["scale"])
+            y = np.subtract(y, np.float32(q["zero_point"]), dtype=np.float32)
+            y *= np.float32(q["scale"])
         y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
         if self._out_probs:
             # An imported model that ends in softmax: its log-probabilities are logits whose softmax
