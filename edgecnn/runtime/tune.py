@@ -94,8 +94,16 @@ DROP_FACTOR = 1.5
 DROP_MIN_SAMPLES = 8  # a candidate leaves the race only on a median of at least this many calls
 MIN_SAMPLES = 15  # no decision on fewer calls per remaining candidate, budget or not ...
 MAX_BUDGET_FACTOR = 5.0  # ... up to this many times the budget (a machine 20x busier than usual)
-BLOCK_MS = 5.0  # one candidate's share of a round
+BLOCK_MS = 5.0  # one candidate's share of a round, timed ...
+ROUND_WARM_MS = 1.0  # ... after at least one untimed call and this long of them: the candidate that ran just
+# before may still spin its thread pool (MobileNetV2-128, 2 threads, after OpenVINO in the same process: LiteRT
+# int8 timed 1.74 ms interleaved, 0.63 ms alone, and left the race)
 CONFIRM_WITHIN = 1.3  # finalists within this factor of the leader are timed once more, each alone ...
+# ... and with thread pools (2+ threads) these wider factors: interleaved, each pool's spinning slows the next
+# candidate unevenly (MobileNetV2-128, 2 threads, LiteRT int8: 1.1-1.3 ms in one measurement, 0.62 ms in the
+# next and alone), so the race keeps more of them and the alone-timing decides
+POOL_DROP_FACTOR = 2.5
+POOL_CONFIRM_WITHIN = 2.0
 CONFIRM_MS = 90.0  # ... for about this long in all,
 CONFIRM_PASSES = 3  # ... in this many blocks each,
 CONFIRM_WARM_MS = 25.0  # ... each block after this long of untimed calls
@@ -422,6 +430,10 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
         if progress:
             progress(f"loaded {e.cand.label} ({e.status})")
     clock = time.perf_counter_ns
+    pools = any((e.cand.threads or 1) > 1 for e in entries)
+    if pools and drop_factor:
+        drop_factor = max(drop_factor, POOL_DROP_FACTOR)
+    within = POOL_CONFIRM_WITHIN if pools else CONFIRM_WITHIN
     meter = LoadMeter()
     start = clock()
     rounds = 0
@@ -432,6 +444,10 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
         shift = rounds % len(racing)
         for e in racing[shift:] + racing[:shift]:  # rotating order: no candidate always runs first
             run, x, s = e.backend.run_raw, e.x, e.samples_ns
+            warm_until = clock() + int(ROUND_WARM_MS * 1e6)
+            run(x)
+            while clock() < warm_until:
+                run(x)
             for _ in range(e.block):
                 t0 = clock()
                 run(x)
@@ -449,7 +465,7 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
                     or (spent >= MIN_TIME_FRACTION * budget_s
                         and all(len(e.samples_ns) >= target_samples for e in racing)):
                 break
-    _confirm([e for e in entries if e.status == "measured"])
+    _confirm([e for e in entries if e.status == "measured"], within=within)
     ranked = sorted((e for e in entries if e.status == "measured"), key=Entry.median_ms)
     if len(ranked) >= 2 and ranked[1].median_ms() <= TIE_WITHIN * ranked[0].median_ms():
         _confirm(ranked[:2], pool=True)  # a near tie: a second round, added to the first
@@ -460,7 +476,7 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
     return entries, (clock() - start) / 1e9
 
 
-def _confirm(racing: list[Entry], pool: bool = False) -> None:
+def _confirm(racing: list[Entry], pool: bool = False, within: float = CONFIRM_WITHIN) -> None:
     """Time the close finalists once more in long blocks, each alone (their p50 from then on).
 
     Round-robin blocks are short; the thread pools of the candidate that ran just before can still spin
@@ -472,7 +488,7 @@ def _confirm(racing: list[Entry], pool: bool = False) -> None:
     if len(racing) < 2:
         return
     best = min(e.median_ms() for e in racing)
-    finalists = [e for e in racing if e.median_ms() <= CONFIRM_WITHIN * best]
+    finalists = [e for e in racing if e.median_ms() <= within * best]
     if len(finalists) < 2:
         return
     pooled: dict[int, list[int]] = {id(e): list(e.samples_ns) if pool else [] for e in finalists}
