@@ -15,12 +15,14 @@ candidate when its top-1 equals the fp32 file's on every sample image of the bun
 Measurement (bounded): every candidate is loaded, warmed up, then timed in ROUNDS: each round runs a
 short block of single calls (`run_raw` on a real sample image, perf_counter_ns per call) of every
 candidate still in the race, in a rotating order, so that a load spike on a shared machine hits all of
-them alike. After `MIN_ROUNDS` rounds, a candidate whose median (of `DROP_MIN_SAMPLES` calls or more) is
-over `DROP_FACTOR` x the leader's leaves the race. It stops when `budget_s` seconds of timing are spent
+them alike; each block after `ROUND_WARM_MS` of untimed calls. After `MIN_ROUNDS` rounds, a candidate
+whose median (of `DROP_MIN_SAMPLES` calls or more) is over `DROP_FACTOR` x the leader's leaves the race
+(`POOL_DROP_FACTOR` with thread pools: interleaved, one pool's spinning slows the next candidate). It stops when `budget_s` seconds of timing are spent
 and every remaining candidate has `MIN_SAMPLES` calls (at most `MAX_BUDGET_FACTOR` x the budget: on a
 machine so busy that a MobileNet call took 100 ms, 3 calls each chose wrongly), or when every remaining
 candidate has `TARGET_SAMPLES` calls and `MIN_TIME_FRACTION` of the budget is spent. Then the
-finalists within `CONFIRM_WITHIN` of the leader are timed once more, each alone in one block (`_confirm`).
+finalists within `CONFIRM_WITHIN` (`POOL_CONFIRM_WITHIN` with pools) of the leader are timed once more,
+each alone in blocks that start with untimed calls (`_confirm`).
 Loads are not counted (they are reported). Winner: lowest median. If the two best are still within
 `TIE_WITHIN` of each other, they get a second confirmation round (pooled): ties broken by more data.
 
