@@ -405,3 +405,31 @@ def test_cold_start_to_first_result_with_a_cached_tune(digits_bundle, cache, cap
     r = cold_start(digits_bundle)
     if r["cache_hit"]:  # (a runner-up now faster by 1.25x would have measured again: not forced here)
         assert r["recheck"]["best_ms"] > 0 and "re-checked" in format_cold_start(r)
+
+
+def test_thread_pool_finalists_are_timed_alone_within_the_wider_factor():
+    """A candidate the interleaved race read 1.8x slower than the leader (another pool's spinning) but that
+    is faster alone: with thread pools (factor 2.0) it is a finalist, timed alone, and wins; with the
+    single-thread factor (1.3) it is not, and the race's reading stands."""
+    import time as _time
+
+    class Spin:  # a backend whose call takes `ms` of CPU
+        def __init__(self, ms: float):
+            self.ms = ms
+
+        def run_raw(self, x):
+            end = _time.perf_counter_ns() + int(self.ms * 1e6)
+            while _time.perf_counter_ns() < end:
+                pass
+
+    def entries():
+        leader = tune_mod.Entry(cand=None, backend=Spin(0.6), samples_ns=[600_000] * 20)
+        pool = tune_mod.Entry(cand=None, backend=Spin(0.3), samples_ns=[1_100_000] * 20)  # read 1.83x in the race
+        return leader, pool
+
+    leader, pool = entries()
+    tune_mod._confirm([leader, pool], within=tune_mod.POOL_CONFIRM_WITHIN)
+    assert pool.median_ms() < leader.median_ms() and pool.median_ms() < 0.5
+    leader, pool = entries()
+    tune_mod._confirm([leader, pool], within=tune_mod.CONFIRM_WITHIN)
+    assert pool.median_ms() == 1.1 and leader.median_ms() == 0.6
