@@ -445,15 +445,7 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
             break
         shift = rounds % len(racing)
         for e in racing[shift:] + racing[:shift]:  # rotating order: no candidate always runs first
-            run, x, s = e.backend.run_raw, e.x, e.samples_ns
-            warm_until = clock() + int(ROUND_WARM_MS * 1e6)
-            run(x)
-            while clock() < warm_until:
-                run(x)
-            for _ in range(e.block):
-                t0 = clock()
-                run(x)
-                s.append(clock() - t0)
+            e.samples_ns += _timed_calls(e.backend.run_raw, e.x, e.block, ROUND_WARM_MS)
         rounds += 1
         if rounds >= MIN_ROUNDS:
             best = min(e.median_ms() for e in racing)
@@ -478,6 +470,22 @@ def measure(bundle: Bundle, candidates: list[Candidate], *, budget_s: float = DE
     return entries, (clock() - start) / 1e9
 
 
+def _timed_calls(run: Callable[[Any], Any], x: Any, n: int, warm_ms: float, warm_calls: int = 1) -> list[int]:
+    """n single calls of run(x), ns each, after `warm_calls` untimed calls and at least `warm_ms` of them."""
+    clock = time.perf_counter_ns
+    warm_until = clock() + int(warm_ms * 1e6)
+    for _ in range(warm_calls):
+        run(x)
+    while clock() < warm_until:
+        run(x)
+    out = []
+    for _ in range(n):
+        t0 = clock()
+        run(x)
+        out.append(clock() - t0)
+    return out
+
+
 def _confirm(racing: list[Entry], pool: bool = False, within: float = CONFIRM_WITHIN) -> None:
     """Time the close finalists once more in long blocks, each alone (their p50 from then on).
 
@@ -494,20 +502,11 @@ def _confirm(racing: list[Entry], pool: bool = False, within: float = CONFIRM_WI
     if len(finalists) < 2:
         return
     pooled: dict[int, list[int]] = {id(e): list(e.samples_ns) if pool else [] for e in finalists}
-    clock = time.perf_counter_ns
     for k in range(CONFIRM_PASSES):
         for e in finalists[k % len(finalists):] + finalists[: k % len(finalists)]:
             n = int(np.clip(CONFIRM_MS / CONFIRM_PASSES / max(e.median_ms(), 1e-3), 5, TARGET_SAMPLES))
-            run, x, out = e.backend.run_raw, e.x, pooled[id(e)]
-            warm_until = clock() + int(CONFIRM_WARM_MS * 1e6)
-            for _ in range(3):  # untimed, and at least CONFIRM_WARM_MS: other pools stop spinning
-                run(x)
-            while clock() < warm_until:
-                run(x)
-            for _ in range(n):
-                t0 = clock()
-                run(x)
-                out.append(clock() - t0)
+            # 3 untimed calls and at least CONFIRM_WARM_MS of them: other pools stop spinning
+            pooled[id(e)] += _timed_calls(e.backend.run_raw, e.x, n, CONFIRM_WARM_MS, warm_calls=3)
     for e in finalists:
         e.samples_ns = pooled[id(e)]
 
@@ -647,19 +646,10 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", threa
 
 
 def _p50_alone(engine: Backend, x: np.ndarray, cached_ms: float) -> float:
-    """p50 ms of a few single calls of one open candidate (about REVALIDATE_MS, after REVALIDATE_WARM_MS untimed)."""
-    clock = time.perf_counter_ns
-    run = engine.run_raw
-    warm_until = clock() + int(REVALIDATE_WARM_MS * 1e6)
-    run(x)
-    while clock() < warm_until:  # first calls of a new pool, or the other candidate's pool still spinning
-        run(x)
-    out = []
-    for _ in range(int(np.clip(REVALIDATE_MS / max(cached_ms, 1e-3), 5, 100))):
-        t0 = clock()
-        run(x)
-        out.append(clock() - t0)
-    return float(np.median(out)) / 1e6
+    """p50 ms of a few single calls of one open candidate (about REVALIDATE_MS, after REVALIDATE_WARM_MS untimed:
+    the first calls of a new pool, or the other candidate's pool still spinning)."""
+    n = int(np.clip(REVALIDATE_MS / max(cached_ms, 1e-3), 5, 100))
+    return float(np.median(_timed_calls(engine.run_raw, x, n, REVALIDATE_WARM_MS))) / 1e6
 
 
 def _cached_choice(bundle: Bundle, cached: dict, cands: list[Candidate], wanted: set[str], check_integrity: bool, opts: dict,
