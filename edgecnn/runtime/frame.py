@@ -186,9 +186,8 @@ class FramePath:
             nw, nh, interp = plan.whole
             return self._resized(arr, nw, nh, interp)[plan.rows, plan.cols]
         arr = arr[plan.rows, plan.cols]
-        resize = self._cv2.resize
         for k, (sw, sh, interp) in enumerate(plan.steps):
-            arr = resize(arr, (sw, sh), dst=self._buffer((sh, sw) + arr.shape[2:], key=f"step{k}"), interpolation=interp)
+            arr = self._resized(arr, sw, sh, interp, key=f"step{k}")
         if plan.crop is not None:
             return arr[plan.crop]
         if plan.maps is None:
@@ -215,10 +214,12 @@ class FramePath:
 
     def _write(self, small: np.ndarray, order: str, out: np.ndarray) -> None:
         c = self._cv2
-        if self.channels == 3 and self.layout == "NCHW" and small.ndim == 3 and small.shape[2] == 3:
-            # Planes straight from the frame's own channel order: no colour-swap pass.
-            planes = c.split(small)
-            if self.color != order:
+        if self.layout == "NCHW" and self.channels == 3:
+            # A 3-channel frame's planes are read in its own order (no colour-swap pass); other frames
+            # (grey, BGRA) become the model's colour order first.
+            own = small.ndim == 3 and small.shape[2] == 3
+            planes = c.split(small if own else self._source_channels(small, order))
+            if own and self.color != order:
                 planes = planes[::-1]
             for k, plane in enumerate(planes):
                 c.LUT(plane, self._planes[k], dst=out[0, k])
@@ -226,11 +227,8 @@ class FramePath:
         img = self._source_channels(small, order)
         if self.channels == 1:
             c.LUT(img, self._planes[0], dst=out.reshape(self.height, self.width))
-        elif self.layout == "NHWC":
-            c.LUT(np.ascontiguousarray(img), self._lut3, dst=out[0])
         else:
-            for k, plane in enumerate(c.split(img)):
-                c.LUT(plane, self._planes[k], dst=out[0, k])
+            c.LUT(np.ascontiguousarray(img), self._lut3, dst=out[0])
 
     # -- the call --------------------------------------------------------------------------------
     def __call__(self, image: Any, color_order: str = "BGR", layout: str = "auto",
