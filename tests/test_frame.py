@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.preprocess import preprocess
+from edgecnn.preprocess import preprocess, quantizer
 from edgecnn.runtime.frame import FramePath
 
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -30,7 +30,8 @@ def reference(image, spec, layout, dtype, quant, color_order="BGR"):
         x = x.transpose(0, 2, 3, 1)
     if quant is not None:
         info = np.iinfo(dtype)
-        x = np.clip(np.round(x / np.float32(quant["scale"])) + quant["zero_point"], info.min, info.max)
+        # x times the reciprocal of the scale (TFLite's optimized Quantize), rounded half to even
+        x = np.clip(np.rint(x * np.float32(1 / quant["scale"])) + quant["zero_point"], info.min, info.max)
     return np.ascontiguousarray(x, dtype=dtype)
 
 
@@ -127,6 +128,42 @@ def test_crop_first_reads_the_same_pixels_as_the_whole_frame_pyramid():
         k = 1280 // whole(frame).shape[1]
         q0 = plan.cols.start // k
         np.testing.assert_array_equal(level, whole(frame)[:, q0 : q0 + level.shape[1]])
+
+
+def test_quantizer_rounds_half_to_even_saturates_and_keeps_shapes():
+    # ties (x / 0.5 = 0.5, 1.5, 2.5, -0.5, -1.5) round to even before the zero point is added, odd or even
+    halves = np.array([0.25, 0.75, 1.25, -0.25, -0.75, 100.0, -100.0, 63.5, -64.0], np.float32)
+    for dtype, zero in ((np.int8, -3), (np.int8, -4), (np.int8, 0), (np.uint8, 10), (np.uint8, 11)):
+        info = np.iinfo(dtype)
+        want = np.clip(np.rint(halves / 0.5) + zero, info.min, info.max)
+        got = quantizer({"scale": 0.5, "zero_point": zero}, dtype)(halves)
+        assert got.dtype == dtype and got.tolist() == want.tolist(), (dtype, zero)
+    # real preprocessed photos, in an NHWC view that is not contiguous, and an empty batch
+    frames = vtest_frames(2)
+    x = np.stack([preprocess(f, IMAGENET) for f in frames]).transpose(0, 2, 3, 1)
+    for zero in (-14, -13):
+        got = quantizer({**QUANT, "zero_point": zero}, np.int8)(x)
+        assert got.shape == x.shape and got.dtype == np.int8
+        want = np.clip(np.rint(x.astype(np.float64) / QUANT["scale"]) + zero, -128, 127)
+        assert np.abs(got - want).max() <= 1 and np.mean(got == want) > 0.999
+    assert quantizer(QUANT, np.int8)(np.empty((0, 3, 4, 4), np.float32)).shape == (0, 3, 4, 4)
+
+
+def test_int8_outputs_dequantize_through_the_table_as_the_arithmetic_does(digits_bundle):
+    from edgecnn.bundle import Bundle
+    from edgecnn.runtime.backends import open_backend
+
+    bundle = Bundle.load(digits_bundle)
+    art = bundle.find("tflite", "int8")[0]
+    be = open_backend(art, "litert", threads=1)
+    q = be.output_quant
+    codes = np.arange(-128, 128, dtype=np.int8).reshape(2, 128)
+    want = (codes.astype(np.float32) - np.float32(q["zero_point"])) * np.float32(q["scale"])
+    np.testing.assert_array_equal(be.finish(codes), want)
+    x = preprocess(cv2.imread(str(DATA / "digits.png"), cv2.IMREAD_GRAYSCALE)[:20, :20], bundle.input)[None]
+    raw = be.run_raw(be.prepare(x))
+    np.testing.assert_array_equal(be.infer(x), (raw.astype(np.float32) - q["zero_point"]) * np.float32(q["scale"]))
+    be.close()
 
 
 def test_classifier_fast_and_exact_paths_agree(digits_bundle):

@@ -18,8 +18,8 @@ What it does per frame, numpy + OpenCV only (never torch):
    target size) is the reference's own resize, call for call.
 2. colour order, normalization, int8/uint8 quantization and layout in ONE pass over the small image:
    a 256-entry lookup table per output channel holds, for every uint8 value, exactly what the reference
-   path computes for it ((v * scale - mean) / std in float32, then `round(x / q_scale) + zero_point`
-   clipped, as `Backend.prepare` does). NHWC artifacts: one `cv2.LUT` over the 3 channels (after a
+   path computes for it ((v * scale - mean) / std in float32, then `edgecnn.preprocess.quantize`, as
+   `Backend.prepare` does). NHWC artifacts: one `cv2.LUT` over the 3 channels (after a
    channel swap on the small image); NCHW: one `cv2.LUT` per plane, read from the frame's own order.
 
 So the fast path equals the reference (`edgecnn.preprocess.preprocess` + `Backend.prepare`) bit for bit
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeCNNError
-from ..preprocess import LAYOUTS, _cv2, to_uint8_image
+from ..preprocess import LAYOUTS, _cv2, quantize, to_uint8_image
 
 _COLOR_ORDERS = ("BGR", "RGB")
 _CHANNELS = (1, 3, 4)
@@ -71,9 +71,7 @@ def channel_tables(spec: dict, dtype: Any, quant: dict | None) -> np.ndarray:
     x = (v[None, :] - mean[:, None]) / std[:, None]  # float32, the reference's arithmetic
     if quant is None:
         return np.ascontiguousarray(x, dtype=dtype)
-    info = np.iinfo(dtype)
-    q = np.round(x / np.float32(quant["scale"])) + quant["zero_point"]  # = Backend.prepare
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return quantize(x, quant, dtype)  # = Backend.prepare
 
 
 class FramePath:
