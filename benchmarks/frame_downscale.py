@@ -75,7 +75,7 @@ def main() -> int:
         return lambda a: crop(cv2.resize(cv2.resize(a, (w // n, h // n), interpolation=A), (nw, nh), interpolation=A))
 
     x0, x1 = int(np.floor(left * w / nw)), int(np.ceil((left + W) * w / nw))
-    path = fast._frame_path()[0]
+    path = fast._fast()[0]
     # crop first: the pyramid (4x) of only the source columns the crop needs, then bilinear with the
     # full-frame pyramid's own geometry (warpAffine, dst -> src); differs from frame.py only by warpAffine's
     # 1/32-pixel weights and the border

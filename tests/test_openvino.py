@@ -179,3 +179,56 @@ def test_a_process_using_the_compiled_model_cache_stops_promptly_on_ctrl_c(digit
         p.wait(timeout=30)
         assert time.monotonic() - t0 < 10 and p.returncode != 0 and b"KeyboardInterrupt" in p.stderr.read()
     assert list((tmp_path / "cache" / "openvino").glob("*"))
+
+
+def _colour_bundle(tmp_path: Path, color: str) -> Path:
+    """A small 3-channel CNN (seeded weights) exported to ONNX by torch and imported as an RGB or BGR bundle."""
+    import torch
+    from conftest import run_cli
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    onnx_file = tmp_path / f"colour-{color}.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 64, 64),), str(onnx_file), dynamo=True)
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    out = tmp_path / f"bundle-{color}"
+    assert run_cli("import-model", onnx_file, "--labels", tmp_path / "labels.txt", "--color", color,
+                   "--mean", "0.45", "0.4", "0.5", "--std", "0.22", "0.25", "0.2", "--resize", "center_crop",
+                   "--out", out) == 0
+    return out
+
+
+@pytest.mark.parametrize("color", ["RGB", "BGR"])
+def test_engine_normalizes_pixels_inside_as_the_reference_does(tmp_path, color):
+    """OpenVINO's frame route (`Backend.frame_input`: uint8 BGR pixels in, PrePostProcessor steps in the
+    graph) against onnxruntime on the frame path's float32 input, on real photos and video frames of
+    other sizes: the same logits up to float rounding; RGB arrays, prepare/infer_prepared and batches too."""
+    import cv2
+
+    from edgecnn.runtime import Classifier
+
+    bundle = _colour_bundle(tmp_path, color)
+    data = Path("/usr/share/doc/opencv-doc/examples/data")
+    images = [cv2.imread(str(data / n)) for n in ("HappyFish.jpg", "baboon.jpg", "fruits.jpg")]
+    cap = cv2.VideoCapture(str(data / "vtest.avi"))
+    images += [cap.read()[1] for _ in range(3)]
+    cap.release()
+    with Classifier(bundle, backend="openvino", precision="fp32", threads=1) as ov, \
+            Classifier(bundle, backend="onnxruntime", precision="fp32", threads=1) as ort:
+        assert ov._fast()[2] is not None and ort._fast()[2] is None
+        for im in images:
+            a, b = ov.predict(im), ort.predict(im)
+            np.testing.assert_allclose(a.probs, b.probs, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(ov.predict(im[:, :, ::-1].copy(), color_order="RGB").probs, a.probs,
+                                       rtol=1e-6, atol=1e-7)
+            px = ov.prepare(im)
+            assert px.dtype == np.uint8 and px.shape == (1, 64, 64, 3)
+            np.testing.assert_allclose(ov.infer_prepared(px), ort.infer_prepared(ort.prepare(im)), rtol=1e-4,
+                                       atol=1e-4)
+        batch = ov.predict_batch(images)  # one backend call on the artifact's own input
+        np.testing.assert_allclose(np.stack([p.probs for p in batch]), np.stack([ov.predict(i).probs for i in images]),
+                                   rtol=1e-4, atol=1e-5)
+        with pytest.raises(EdgeCNNError, match="infer_prepared takes prepare's output"):
+            ov.infer_prepared(np.zeros((1, 32, 32, 3), np.uint8))

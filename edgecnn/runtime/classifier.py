@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -42,6 +43,7 @@ from .frame import FramePath
 from .tune import choose
 
 PREPROCESSING = ("fast", "exact")
+_FEW_CLASSES = 64  # up to this many classes, predict's softmax and top-k run on Python floats (see _top1)
 _F32 = np.dtype(np.float32)
 
 
@@ -120,16 +122,29 @@ class Classifier:
         self._infer_prepared = be.infer_prepared
         self._local = threading.local()  # per thread: a FramePath (it keeps buffers) and predict's input buffer
 
-    def _frame_path(self) -> tuple[FramePath, np.ndarray]:
+    def _fast(self) -> tuple[FramePath, np.ndarray, Callable[[np.ndarray], Any] | None]:
+        """This thread's fast route: its frame path, the path's output buffer, and the engine's pixel-input
+        call (`Backend.frame_input`; None: the frame path writes the artifact's own input)."""
         local = self._local
         try:
-            return local.path, local.buffer
+            return local.fast
         except AttributeError:
             if not self._image:  # the reference's one line: a features or series bundle takes no images
                 preprocess(None, self.input_spec)
-            path = FramePath.for_backend(self.input_spec, self.backend)
-            local.path, local.buffer = path, np.empty(path.shape, path.dtype)
-            return local.path, local.buffer
+            run = self.backend.frame_input(self.input_spec)
+            path = FramePath.pixels(self.input_spec) if run else FramePath.for_backend(self.input_spec, self.backend)
+            local.fast = (path, np.empty(path.shape, path.dtype), run)
+            return local.fast
+
+    def _artifact_path(self) -> FramePath:
+        """This thread's frame path into the artifact's own input (batches: one backend call for all)."""
+        local = self._local
+        try:
+            return local.artifact_path
+        except AttributeError:
+            path, _, run = self._fast()
+            local.artifact_path = FramePath.for_backend(self.input_spec, self.backend) if run else path
+            return local.artifact_path
 
     # -- the three stages, usable on their own -------------------------------------------------
     def preprocess(self, image: Any, color_order: str = "BGR", layout: str = "auto") -> np.ndarray:
@@ -138,10 +153,13 @@ class Classifier:
 
     def prepare(self, image: Any, color_order: str = "BGR", layout: str = "auto",
                 out: np.ndarray | None = None) -> np.ndarray:
-        """One image -> the artifact's own input, shape (1, ...) in its layout and dtype (`infer_prepared` takes it).
+        """One image -> what `infer_prepared` takes: the artifact's own input, shape (1, ...) in its layout and
+        dtype; or, where the engine normalizes inside (`Backend.frame_input`: OpenVINO), the image's uint8
+        pixels (1, H, W, C), BGR.
 
-        The fast frame path, or the reference path with preprocessing="exact". A new array each call
-        unless `out` (a C-contiguous array of that shape and dtype) is given: safe to hand to another thread.
+        The fast frame path, or the reference path (always the artifact's input) with preprocessing="exact".
+        A new array each call unless `out` (a C-contiguous array of that shape and dtype) is given: safe to
+        hand to another thread.
         """
         if self.preprocessing == "exact":
             x = self.backend.prepare(preprocess(image, self.input_spec, color_order, layout=layout)[None])
@@ -149,10 +167,16 @@ class Classifier:
                 return x
             out[...] = x
             return out
-        return self._frame_path()[0](image, color_order, layout, out)
+        return self._fast()[0](image, color_order, layout, out)
 
     def infer_prepared(self, x: np.ndarray) -> np.ndarray:
-        """Input from `prepare` (the artifact's layout and dtype, batch first) -> float32 logits (N, classes)."""
+        """Input from `prepare` (batch first) -> float32 logits (N, classes)."""
+        if x.dtype == np.uint8 and self.backend.input_dtype != np.uint8:  # pixels for the engine's own step
+            run = self._fast()[2]
+            if run is None or x.shape != self._fast()[0].shape:
+                raise EdgeCNNError(f"infer_prepared takes prepare's output ({self.backend.input_dtype} input), "
+                                   f"got uint8 {tuple(x.shape)}")
+            return self.backend.finish(run(x))
         return self._infer_prepared(x)
 
     def _checked(self, x: Any, batched: bool, given: Any = None) -> np.ndarray:
@@ -197,13 +221,14 @@ class Classifier:
             raise EdgeCNNError(f"{self.bundle.path}: this bundle takes features, not images: use "
                                "predict_features(array) (or `edgecnn classify BUNDLE x.npy`)")
         t0 = time.perf_counter()
+        run = None
         if self.preprocessing == "fast":
-            path, buffer = self._frame_path()
+            path, buffer, run = self._fast()
             x = path(image, color_order, layout, buffer)
         else:
             x = self.prepare(image, color_order, layout)
         t1 = time.perf_counter()
-        logits = self._infer_prepared(x)
+        logits = self.backend.finish(run(x)) if run is not None else self._infer_prepared(x)
         t2 = time.perf_counter()
         probs, top = self._top1(logits)
         t3 = time.perf_counter()
@@ -213,9 +238,20 @@ class Classifier:
     def _top1(self, logits: np.ndarray) -> tuple[np.ndarray, list[tuple[str, float]]]:
         """One row of logits -> probabilities and its top-k (`postprocess` for a batch of one, fewer steps)."""
         z = logits[0]
+        k = self.top_k
+        if len(z) <= _FEW_CLASSES:
+            # Right after the backend call numpy's code is out of cache: each distinct numpy call costs
+            # ~5 us there, and plain Python floats reach the same result in a third of the time.
+            vals = z.tolist()
+            m = max(vals)
+            e = [math.exp(v - m) for v in vals]
+            total = sum(e)
+            probs = np.array([v / total for v in e], np.float32)
+            p = probs.tolist()
+            order = sorted(range(len(p)), key=p.__getitem__, reverse=True)[:k]
+            return probs, [(self.classes[j], p[j]) for j in order]
         e = np.exp(z - z.max())
         probs = (e / e.sum()).astype(np.float32, copy=False)
-        k = self.top_k
         order = np.argsort(-probs)[:k] if k > 1 else (int(probs.argmax()),)
         return probs, [(self.classes[j], float(probs[j])) for j in order]
 
@@ -268,7 +304,7 @@ class Classifier:
             return []
         t0 = time.perf_counter()
         if self.preprocessing == "fast":
-            path = self._frame_path()[0]
+            path = self._artifact_path()
             x = np.empty((len(images), *path.shape[1:]), path.dtype)
             for i, im in enumerate(images):
                 path(im, color_order, "auto", x[i : i + 1])

@@ -29,6 +29,7 @@ import importlib.util
 import os
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,13 @@ class Backend:
             # gives back the same probabilities, so the runtime's softmax is not applied twice.
             y = np.log(np.maximum(y, np.float32(1e-12)))
         return y
+
+    def frame_input(self, spec: dict) -> Callable[[np.ndarray], Any] | None:
+        """Optional: a call that takes the model's input image as uint8 pixels, shape (1, H, W, C) with the
+        manifest's size and channel count (3: BGR), does the manifest's scale, mean and std, colour order and
+        layout inside the engine, and returns what `run_raw` returns. A new call (its own request) each time:
+        one per thread. None, the default: the engine takes only the artifact's own input."""
+        return None
 
     def infer(self, x_nchw: np.ndarray) -> np.ndarray:
         return self.infer_prepared(self.prepare(x_nchw))
