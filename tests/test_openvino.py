@@ -234,5 +234,14 @@ def test_engine_normalizes_pixels_inside_as_the_reference_does(tmp_path, color):
         batch = ov.predict_batch(images)  # one backend call on the artifact's own input
         np.testing.assert_allclose(np.stack([p.probs for p in batch]), np.stack([ov.predict(i).probs for i in images]),
                                    rtol=1e-4, atol=1e-5)
+        # `edgecnn run`'s pattern: prepare on one thread, infer_prepared on another (each its own request)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pre, ThreadPoolExecutor(1) as inf:
+            xs = [pre.submit(ov.prepare, im).result() for im in images]
+            logits = [inf.submit(ov.infer_prepared, x).result() for x in xs]
+        assert all(x.dtype == np.uint8 for x in xs)  # the pixel-input model is ready: new threads take it
+        np.testing.assert_allclose(np.concatenate(logits), np.concatenate([ort.infer_prepared(ort.prepare(i))
+                                                                            for i in images]), rtol=1e-4, atol=1e-4)
         with pytest.raises(EdgeCNNError, match="infer_prepared takes prepare's output"):
             ov.infer_prepared(np.zeros((1, 32, 32, 3), np.uint8))
