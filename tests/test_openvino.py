@@ -245,3 +245,26 @@ def test_engine_normalizes_pixels_inside_as_the_reference_does(tmp_path, color):
                                                                             for i in images]), rtol=1e-4, atol=1e-4)
         with pytest.raises(EdgeCNNError, match="infer_prepared takes prepare's output"):
             ov.infer_prepared(np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_a_pixel_input_the_engine_cannot_build_keeps_the_artifact_route(digits_bundle, monkeypatch):
+    import cv2
+
+    from edgecnn.runtime import Classifier
+    from edgecnn.runtime.backends.openvino import OpenVINOBackend
+
+    def broken(self, spec):
+        raise RuntimeError("PrePostProcessor: unsupported\nmore detail")
+
+    monkeypatch.setattr(OpenVINOBackend, "frame_input", broken)
+    digit = cv2.imread("/usr/share/doc/opencv-doc/examples/data/digits.png", cv2.IMREAD_GRAYSCALE)[:20, :20]
+    with Classifier(digits_bundle, backend="openvino", precision="fp32", threads=1) as clf, \
+            Classifier(digits_bundle, backend="openvino", precision="fp32", threads=1,
+                       preprocessing="exact") as exact:
+        first = clf.predict(digit)
+        clf.predict(digit)  # the second frame starts the compilation, which fails in its thread
+        clf.wait_ready()
+        assert clf.describe()["preprocessing"] == ("fast (the engine's pixel input failed: "
+                                                   "PrePostProcessor: unsupported)")
+        np.testing.assert_array_equal(clf.predict(digit).probs, first.probs)
+        np.testing.assert_allclose(first.probs, exact.predict(digit).probs, rtol=1e-5, atol=1e-6)

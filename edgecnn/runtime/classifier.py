@@ -37,6 +37,7 @@ from ..bundle import Bundle
 from ..errors import EdgeCNNError
 from ..preprocess import input_kind, model_input_shape, preprocess, preprocess_features, softmax
 from ..series import is_series, preprocess_series
+from ..utils import first_line
 from .backends import Backend, Selection
 from .checks import check_model_matches_manifest, check_preprocessed
 from .frame import FramePath
@@ -127,14 +128,15 @@ class Classifier:
         # a stream's frames take the artifact route until it is ready.
         self._engine_due = preprocessing == "fast" and self._image and type(be).frame_input is not Backend.frame_input
         self._engine_frames = False  # set once the engine's pixel input is ready
+        self._engine_error: str | None = None
         self._engine_thread: threading.Thread | None = None
         self._engine_lock = threading.Lock()
 
     def _ready_engine_frames(self) -> None:
         try:
             self._engine_frames = self.backend.frame_input(self.input_spec) is not None
-        except Exception:  # noqa: BLE001 - an engine that cannot build it keeps the artifact route, as before
-            self._engine_frames = False
+        except Exception as e:  # noqa: BLE001 - an engine that cannot build it keeps the artifact route
+            self._engine_error = first_line(e)  # describe() says why
 
     def _fast(self) -> tuple[FramePath, np.ndarray, Callable[[np.ndarray], Any] | None]:
         """This thread's fast route: its frame path, the path's output buffer, and the engine's pixel-input
@@ -345,6 +347,8 @@ class Classifier:
         route = self.preprocessing
         if route == "fast" and self._engine_frames:
             route = "fast, normalized in the engine"
+        elif route == "fast" and self._engine_error:
+            route = f"fast (the engine's pixel input failed: {self._engine_error})"
         return {"bundle": str(self.bundle.path), "name": self.bundle.name, **self.backend.describe(),
                 "why": self.selection.reason, "preprocessing": route}
 
