@@ -277,7 +277,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-
 def quantizer(quant: dict, dtype: Any) -> Callable[[np.ndarray], np.ndarray]:
     """float32 model input -> int8/uint8: round(x / scale) half to even, plus zero_point, saturated (ONNX's
     QuantizeLinear), with x / scale taken as x times the reciprocal, as TFLite's optimized kernels do.

@@ -195,8 +195,8 @@ class Classifier:
     def infer_prepared(self, x: np.ndarray) -> np.ndarray:
         """Input from `prepare` (batch first) -> float32 logits (N, classes)."""
         if x.dtype == np.uint8 and self.backend.input_dtype != np.uint8:  # pixels for the engine's own step
-            run = self._fast()[2]
-            if run is None or x.shape != self._fast()[0].shape:
+            path, _, run = self._fast()
+            if run is None or x.shape != path.shape:
                 raise EdgeCNNError(f"infer_prepared takes prepare's output ({self.backend.input_dtype} input), "
                                    f"got uint8 {tuple(x.shape)}")
             return self.backend.finish(run(x))

@@ -8,8 +8,9 @@ What it does per frame, numpy + OpenCV only (never torch):
 1. resize on uint8 in the frame's own channel order, following a plan made once per frame size:
    - a large frame shrunk with "area" interpolation goes through a pyramid of exact 2x box halvings
      (OpenCV's 2x2 area kernel; one side alone: bilinear at exactly 2x, the mean of each pair) while a
-     side stays at least twice the target, then ONE bilinear step (`cv2.remap`) with the geometry of
-     OpenCV's INTER_LINEAR resize, sampled only where the centre crop keeps it;
+     side stays at least twice the target, then ONE bilinear step with the geometry of OpenCV's
+     INTER_LINEAR resize, sampled only where the centre crop keeps it: a plain resize of a window of the
+     last level where its grid lies within WINDOW_TOLERANCE source pixels of that geometry, else `cv2.remap`;
    - crop first: only the source rectangle under the kept pixels is read (an aligned slice: its
      halvings are the same pixels as the whole frame's);
    - with two or more vertical halvings the first one reads every other row (a 2-tap vertical box, half
@@ -21,6 +22,8 @@ What it does per frame, numpy + OpenCV only (never torch):
    path computes for it ((v * scale - mean) / std in float32, then `edgecnn.preprocess.quantize`, as
    `Backend.prepare` does). NHWC artifacts: one `cv2.LUT` over the 3 channels (after a
    channel swap on the small image); NCHW: one `cv2.LUT` per plane, read from the frame's own order.
+   `FramePath.pixels` (for an engine that normalizes inside, `Backend.frame_input`) has identity tables:
+   a copy of the resized pixels instead.
 
 So the fast path equals the reference (`edgecnn.preprocess.preprocess` + `Backend.prepare`) bit for bit
 whenever the resize is the same (tests/test_frame.py), and differs only by the pyramid when a large frame

@@ -43,6 +43,7 @@ import numpy as np
 
 from ...bundle import Artifact
 from ...errors import EdgeCNNError
+from ...preprocess import input_kind
 from ...utils import cache_dir, first_line
 from . import Backend, _version
 
@@ -243,7 +244,7 @@ class OpenVINOBackend(Backend):
         benchmarks/frame_path.py). Float-input NCHW artifacts of image bundles with batch 1 only; the
         arithmetic is the reference's up to float rounding, not bit for bit."""
         if (self.layout != "NCHW" or self.input_dtype != np.float32 or self._static_batch != 1
-                or spec.get("kind", "image") != "image" or spec.get("channels") not in (1, 3)):
+                or input_kind(spec) != "image" or spec["channels"] not in (1, 3)):
             return None
         if self._frame_compiled is None:
             self._frame_compiled = self._compile(self._with_pixel_input(spec))[0]
@@ -268,7 +269,7 @@ class OpenVINOBackend(Backend):
         ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
         ppp.input().model().set_layout(ov.Layout("NCHW"))
         steps = ppp.input().preprocess().convert_element_type(ov.Type.f32)
-        if spec["channels"] == 3 and spec.get("color", "RGB") == "RGB":
+        if spec["color"] == "RGB":
             steps.reverse_channels()  # BGR pixels in
         scale = float(spec["scale"])
         steps.mean([float(m) / scale for m in spec["mean"]]).scale([float(d) / scale for d in spec["std"]])
